@@ -1,0 +1,207 @@
+package layers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+	"k8s.io/klog/v2"
+
+	"github.com/layerset/layerset-csi/pkg/archive"
+	"github.com/layerset/layerset-csi/pkg/source"
+)
+
+// Pull resolves ref and imports every layer of the image into the store.
+func (s *Store) Pull(ctx context.Context, ref string, opts source.Options) (*source.Image, error) {
+	img, err := source.Resolve(ctx, ref, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Import(ctx, img.Layers); err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	return img, nil
+}
+
+// Import makes sure every layer is in the store: missing ones download and
+// extract in parallel, bounded by Options.Parallel, and a layer that another
+// caller is already importing is waited for, not fetched twice.
+func (s *Store) Import(ctx context.Context, layers []source.Layer) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.opts.Parallel)
+	for _, l := range layers {
+		g.Go(func() error { return s.importLayer(ctx, l) })
+	}
+	return g.Wait()
+}
+
+func (s *Store) importLayer(ctx context.Context, l source.Layer) error {
+	name, err := layerDirName(l.DiffID)
+	if err != nil {
+		return err
+	}
+	if s.HasLayer(l.DiffID) {
+		return nil
+	}
+	// The import runs detached from any one caller's context, so that a
+	// caller who gives up (kubelet's RPC deadline) does not cancel the pull
+	// for the retry that joins it.
+	ch := s.imports.DoChan(name, func() (any, error) {
+		return nil, s.fetchLayer(context.WithoutCancel(ctx), name, l)
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return fmt.Errorf("import layer %s: %w", l.DiffID, ctx.Err())
+	}
+}
+
+// fetchLayer downloads, verifies and extracts one layer into staging and
+// renames it into place.
+func (s *Store) fetchLayer(ctx context.Context, name string, l source.Layer) error {
+	unlock, err := s.lock(false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if s.HasLayer(l.DiffID) { // imported by another process meanwhile
+		return nil
+	}
+	log := klog.FromContext(ctx).WithValues("diffID", l.DiffID.String(), "digest", l.Digest.String())
+	start := time.Now()
+
+	staging, err := os.MkdirTemp(s.path(stagingDir), name+"-")
+	if err != nil {
+		return fmt.Errorf("import layer %s: %w", l.DiffID, err)
+	}
+	defer os.RemoveAll(staging) // a no-op once renamed into place
+
+	meta, err := s.extract(ctx, staging, l)
+	if err != nil {
+		return fmt.Errorf("import layer %s from %s: %w", l.DiffID, l.Source, err)
+	}
+	if err := s.publishLayer(staging, name, meta); err != nil {
+		return fmt.Errorf("import layer %s: %w", l.DiffID, err)
+	}
+	log.V(2).Info("Imported layer", "bytes", meta.Size, "entries", meta.Entries, "duration", time.Since(start))
+	return nil
+}
+
+// extract applies the blob into staging/diff, verifying the compressed
+// digest (by the reader Open returns) and the uncompressed digest.
+func (s *Store) extract(ctx context.Context, staging string, l source.Layer) (LayerMeta, error) {
+	meta := LayerMeta{DiffID: l.DiffID.String(), Digest: l.Digest.String(), MediaType: string(l.MediaType), Source: l.Source}
+	diff := filepath.Join(staging, diffName)
+	if err := os.Mkdir(diff, 0o755); err != nil {
+		return meta, err
+	}
+	blob, err := l.Open(ctx)
+	if err != nil {
+		return meta, err
+	}
+	defer blob.Close()
+	tarStream, err := archive.Decompress(blob)
+	if err != nil {
+		return meta, err
+	}
+	defer tarStream.Close()
+
+	h := sha256.New()
+	stats, err := archive.Apply(ctx, diff, io.TeeReader(tarStream, h), s.opts.Archive)
+	if err != nil {
+		return meta, err
+	}
+	// Drain what the decompressor left and the compressed stream itself:
+	// both digests are only checked at EOF.
+	if _, err := io.Copy(h, tarStream); err != nil {
+		return meta, err
+	}
+	if _, err := io.Copy(io.Discard, blob); err != nil {
+		return meta, fmt.Errorf("%w: blob %s: %w", ErrDigestMismatch, l.Digest, err)
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != l.DiffID.String() {
+		return meta, fmt.Errorf("%w: uncompressed content is %s, the image config says %s", ErrDigestMismatch, got, l.DiffID)
+	}
+	meta.Size, meta.Entries, meta.Imported = stats.Bytes, stats.Entries, time.Now().UTC()
+	return meta, nil
+}
+
+// publishLayer writes the layer's metadata and short id into staging and
+// renames it to its final name. The l/ link is reserved before the rename,
+// so a visible layer always has one; a crash in between leaves a dangling
+// link that repair removes.
+func (s *Store) publishLayer(staging, name string, meta LayerMeta) error {
+	b, err := json.Marshal(meta)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(staging, metaName), b, 0o644); err != nil {
+		return err
+	}
+	if err := touchFile(filepath.Join(staging, lastUsedName)); err != nil {
+		return err
+	}
+	id, err := s.reserveLink(name)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(staging, linkName), []byte(id), 0o644); err != nil {
+		os.Remove(s.path(linkDir, id))
+		return err
+	}
+	if !s.opts.NoSync {
+		// Content must be on disk before the name that promises it is.
+		if err := syncfs(staging); err != nil {
+			os.Remove(s.path(linkDir, id))
+			return err
+		}
+	}
+	if err := os.Rename(staging, s.path(name)); err != nil {
+		os.Remove(s.path(linkDir, id))
+		if errors.Is(err, os.ErrExist) || errors.Is(err, unix.ENOTEMPTY) {
+			return nil // another process imported the same content first
+		}
+		return err
+	}
+	return syncDir(s.dir)
+}
+
+func touchFile(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func syncfs(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", path, err)
+	}
+	return nil
+}
+
+// diffIDs returns the uncompressed digests of layers, in order.
+func diffIDs(layers []source.Layer) []v1.Hash {
+	out := make([]v1.Hash, len(layers))
+	for i, l := range layers {
+		out[i] = l.DiffID
+	}
+	return out
+}

@@ -1,0 +1,163 @@
+package layers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+const (
+	metaName     = "layer.json"
+	lastUsedName = "last-used"
+)
+
+// LayerMeta is what the store records about a layer beside its content.
+type LayerMeta struct {
+	DiffID    string    `json:"diffID"`
+	Digest    string    `json:"digest,omitempty"`
+	MediaType string    `json:"mediaType,omitempty"`
+	Source    string    `json:"source,omitempty"`
+	Size      int64     `json:"size"`      // bytes on disk, uncompressed
+	Entries   int       `json:"entries"`   // tar entries applied
+	Imported  time.Time `json:"imported"`
+}
+
+// Layer describes a stored layer.
+type Layer struct {
+	LayerMeta
+	Dir      string    `json:"dir"`
+	LinkID   string    `json:"linkID"`
+	LastUsed time.Time `json:"lastUsed"`
+	Users    int       `json:"users"`
+}
+
+// layerDirName is the directory of a layer: the hex of its uncompressed
+// digest, so every chain with the same content finds the same directory.
+func layerDirName(diffID v1.Hash) (string, error) {
+	if diffID.Algorithm != "sha256" || len(diffID.Hex) != 64 || strings.Trim(diffID.Hex, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("%w: layer digest %q is not a sha256 digest", ErrInvalid, diffID)
+	}
+	return diffID.Hex, nil
+}
+
+func isLayerDirName(name string) bool {
+	return len(name) == 64 && strings.Trim(name, "0123456789abcdef") == ""
+}
+
+// HasLayer reports whether the layer with this uncompressed digest is stored.
+func (s *Store) HasLayer(diffID v1.Hash) bool {
+	name, err := layerDirName(diffID)
+	if err != nil {
+		return false
+	}
+	_, err = os.Stat(s.path(name, linkName))
+	return err == nil
+}
+
+// readLink returns the short id in dir/link, validated.
+func readLink(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, linkName))
+	if err != nil {
+		return "", err
+	}
+	id := strings.TrimSpace(string(b))
+	if !validLinkID(id) {
+		return "", fmt.Errorf("%s: malformed short id %q", filepath.Join(dir, linkName), id)
+	}
+	return id, nil
+}
+
+// reserveLink creates l/<new id> -> ../<dirName>/diff and returns the id.
+// Creating the symlink is the collision check: a taken id fails with EEXIST
+// and another is drawn.
+func (s *Store) reserveLink(dirName string) (string, error) {
+	for range 8 {
+		id, err := newLinkID()
+		if err != nil {
+			return "", err
+		}
+		err = os.Symlink(filepath.Join("..", dirName, diffName), s.path(linkDir, id))
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("create short link for %s: %w", dirName, err)
+		}
+	}
+	return "", fmt.Errorf("create short link for %s: no free id after 8 draws", dirName)
+}
+
+func (s *Store) readMeta(name string) (LayerMeta, error) {
+	var m LayerMeta
+	b, err := os.ReadFile(s.path(name, metaName))
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("%s: %w", s.path(name, metaName), err)
+	}
+	return m, nil
+}
+
+// touch records that a layer was used now; garbage collection removes the
+// least recently used layers first.
+func (s *Store) touch(name string) error {
+	now := time.Now()
+	p := s.path(name, lastUsedName)
+	err := os.Chtimes(p, now, now)
+	if errors.Is(err, os.ErrNotExist) {
+		var f *os.File
+		if f, err = os.Create(p); err == nil {
+			err = f.Close()
+		}
+	}
+	return err
+}
+
+// Layers lists the stored layers with their users: volumes, mounted or
+// persistent, whose lower chain names them.
+func (s *Store) Layers(ctx context.Context) ([]Layer, error) {
+	unlock, err := s.lock(false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	users, err := s.layerUsers()
+	if err != nil {
+		return nil, err
+	}
+	return s.layers(ctx, users)
+}
+
+func (s *Store) layers(ctx context.Context, users map[string]int) ([]Layer, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("list layers: %w", err)
+	}
+	var out []Layer
+	for _, e := range entries {
+		if !e.IsDir() || !isLayerDirName(e.Name()) {
+			continue
+		}
+		l := Layer{Dir: s.path(e.Name())}
+		if l.LayerMeta, err = s.readMeta(e.Name()); err != nil {
+			return nil, fmt.Errorf("read layer %s: %w", e.Name(), err)
+		}
+		if l.LinkID, err = readLink(l.Dir); err != nil {
+			return nil, fmt.Errorf("read layer %s: %w", e.Name(), err)
+		}
+		if fi, err := os.Stat(s.path(e.Name(), lastUsedName)); err == nil {
+			l.LastUsed = fi.ModTime()
+		}
+		l.Users = users[l.LinkID]
+		out = append(out, l)
+	}
+	return out, nil
+}

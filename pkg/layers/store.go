@@ -1,0 +1,156 @@
+package layers
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sync/singleflight"
+	"golang.org/x/sys/unix"
+	"k8s.io/klog/v2"
+
+	"github.com/layerset/layerset-csi/pkg/archive"
+	"github.com/layerset/layerset-csi/pkg/overlay"
+)
+
+const (
+	storeDir   = "overlay2"
+	linkDir    = "l"
+	stagingDir = ".staging"
+	trashDir   = ".trash"
+	lockFile   = ".lock"
+
+	diffName   = "diff"
+	workName   = "work"
+	mergedName = "merged"
+	linkName   = "link"
+	lowerName  = "lower"
+
+	defaultParallel = 4
+)
+
+// Options configure a Store.
+type Options struct {
+	// Root is the state directory; the store lives in Root/overlay2.
+	Root string
+	// Parallel bounds how many layers of one chain download and extract at
+	// once. Zero means 4.
+	Parallel int
+	// MountMode chooses how overlayfs is mounted; the zero value picks the
+	// per-layer lowerdir+ API when the kernel has it.
+	MountMode overlay.Mode
+	// Archive bounds what a layer tarball may contain.
+	Archive archive.Options
+	// NoSync skips the syncfs(2) that makes an imported layer durable before
+	// it becomes visible. Only for benchmarks and throwaway stores.
+	NoSync bool
+}
+
+// Store is a layer store rooted at one directory. It is safe for concurrent
+// use; calls for the same volume must be serialized by the caller.
+type Store struct {
+	opts Options
+	dir  string // Root/overlay2
+
+	// mu orders garbage collection (exclusive) against imports and mounts
+	// in this process; flock on dir/.lock does the same across processes.
+	mu      sync.RWMutex
+	imports singleflight.Group
+}
+
+// Open opens or creates the store under opts.Root and repairs what an
+// interrupted process left behind.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Root == "" || !filepath.IsAbs(opts.Root) {
+		return nil, fmt.Errorf("%w: store root %q must be an absolute path", ErrInvalid, opts.Root)
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = defaultParallel
+	}
+	s := &Store{opts: opts, dir: filepath.Join(opts.Root, storeDir)}
+	for _, d := range []string{s.dir, s.path(linkDir), s.path(stagingDir), s.path(trashDir)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("create store directory: %w", err)
+		}
+	}
+	// Lowers are reached through l/, so the store root itself must be
+	// searchable by unprivileged container processes.
+	if err := os.Chmod(s.dir, 0o711); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	unlock, err := s.lock(true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := s.repair(ctx); err != nil {
+		return nil, fmt.Errorf("repair store %s: %w", s.dir, err)
+	}
+	return s, nil
+}
+
+// Dir returns the overlay2 directory of the store.
+func (s *Store) Dir() string { return s.dir }
+
+func (s *Store) path(elem ...string) string {
+	return filepath.Join(append([]string{s.dir}, elem...)...)
+}
+
+// lock takes the store lock, shared for imports and mounts, exclusive for
+// garbage collection and repair, in this process and across processes.
+func (s *Store) lock(exclusive bool) (unlock func(), err error) {
+	if exclusive {
+		s.mu.Lock()
+	} else {
+		s.mu.RLock()
+	}
+	release := func() {
+		if exclusive {
+			s.mu.Unlock()
+		} else {
+			s.mu.RUnlock()
+		}
+	}
+	f, err := os.OpenFile(s.path(lockFile), os.O_CREATE|os.O_RDONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("open store lock: %w", err)
+	}
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	if err := unix.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		release()
+		return nil, fmt.Errorf("lock store: %w", err)
+	}
+	return func() {
+		f.Close() // closing the last descriptor releases the flock
+		release()
+	}, nil
+}
+
+// removeAll moves dir into the trash with one rename, so it disappears
+// atomically, then deletes it. A crash mid-delete leaves only trash, which
+// Open empties.
+func (s *Store) removeAll(ctx context.Context, dir string) error {
+	tmp, err := os.MkdirTemp(s.path(trashDir), filepath.Base(dir)+"-")
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	dst := filepath.Join(tmp, "x")
+	if err := os.Rename(dir, dst); err != nil {
+		os.Remove(tmp)
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		klog.FromContext(ctx).Error(err, "Leaving trash for the next start", "path", tmp)
+	}
+	return nil
+}

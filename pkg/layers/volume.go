@@ -1,0 +1,384 @@
+package layers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/layerset/layerset-csi/pkg/overlay"
+)
+
+const (
+	volumePrefix = "vol-"
+	initSuffix   = "-init"
+	recordName   = "volume.json"
+)
+
+// VolumeSpec says what to compose and where to mount it.
+type VolumeSpec struct {
+	// ID names the volume; the same id finds the same upper again.
+	ID string
+	// Layers is the read-only chain by uncompressed digest, bottom first.
+	Layers []v1.Hash
+	// Init are the files of the volume's own init layer, which sits between
+	// the chain and the upper and is never shared.
+	Init []InitFile
+	// ReadOnly mounts without a writable upper.
+	ReadOnly bool
+	// Target is where to mount; empty means the volume's merged/ directory.
+	Target string
+}
+
+// Volume is the record the store keeps for a volume, in <vol>/volume.json.
+type Volume struct {
+	ID       string    `json:"id"`
+	Layers   []string  `json:"layers"` // bottom first
+	ReadOnly bool      `json:"readOnly"`
+	Target   string    `json:"target"`
+	Created  time.Time `json:"created"`
+	// Dir is the volume's directory in the store; not persisted.
+	Dir string `json:"-"`
+}
+
+var safeVolumeID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+// volumeDirName maps a volume id to its directory name. Readable ids are
+// kept as they are, so an operator can find a volume; others are hashed.
+func volumeDirName(id string) string {
+	if safeVolumeID.MatchString(id) && !strings.HasSuffix(id, initSuffix) {
+		return volumePrefix + id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return volumePrefix + "h-" + hex.EncodeToString(sum[:20])
+}
+
+func (spec VolumeSpec) validate() error {
+	if spec.ID == "" {
+		return fmt.Errorf("%w: volume id is empty", ErrInvalid)
+	}
+	if n := len(spec.Layers) + 1; n > overlay.MaxLowers {
+		return fmt.Errorf("%w: %d lower layers (%d in the chain plus the init layer), the limit is %d",
+			ErrTooManyLayers, n, len(spec.Layers), overlay.MaxLowers)
+	}
+	if spec.Target != "" && !filepath.IsAbs(spec.Target) {
+		return fmt.Errorf("%w: mount target %q must be an absolute path", ErrInvalid, spec.Target)
+	}
+	for _, f := range spec.Init {
+		if err := f.validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Mount composes the volume and mounts it at spec.Target. It is idempotent:
+// a volume already mounted there is left as it is. The upper of a volume
+// that was unmounted with its upper kept is used again.
+func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
+	if err := spec.validate(); err != nil {
+		return nil, err
+	}
+	unlock, err := s.lock(false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	name := volumeDirName(spec.ID)
+	target := spec.Target
+	if target == "" {
+		target = s.path(name, mergedName)
+	}
+	vol, err := s.readVolume(name)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		vol = &Volume{ID: spec.ID, Created: time.Now().UTC(), Dir: s.path(name)}
+	case err != nil:
+		return nil, err
+	case vol.ID != spec.ID:
+		return nil, fmt.Errorf("%w: volume directory %s belongs to volume %q", ErrInvalid, vol.Dir, vol.ID)
+	}
+	if vol.Target != "" {
+		mounted, err := overlay.IsMounted(vol.Target)
+		if err != nil {
+			return nil, err
+		}
+		if mounted && vol.Target == target {
+			return vol, nil
+		}
+		if mounted {
+			return nil, fmt.Errorf("%w: volume %q is already mounted at %s, not %s", ErrInvalid, spec.ID, vol.Target, target)
+		}
+	}
+
+	chain, err := s.chainLinks(spec.Layers)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ensureVolumeDirs(name, !spec.ReadOnly); err != nil {
+		return nil, fmt.Errorf("create volume %q: %w", spec.ID, err)
+	}
+	if err := s.writeInitLayer(name+initSuffix, spec.Init); err != nil {
+		return nil, fmt.Errorf("write init layer of volume %q: %w", spec.ID, err)
+	}
+	initID, err := readLink(s.path(name + initSuffix))
+	if err != nil {
+		return nil, err
+	}
+	lowers := append([]string{filepath.Join(linkDir, initID)}, chain...)
+	if err := writeIfChanged(s.path(name+initSuffix, lowerName), strings.Join(chain, ":")); err != nil {
+		return nil, err
+	}
+	if err := writeIfChanged(s.path(name, lowerName), strings.Join(lowers, ":")); err != nil {
+		return nil, err
+	}
+
+	vol.Layers = make([]string, len(spec.Layers))
+	for i, l := range spec.Layers {
+		vol.Layers[i] = l.String()
+	}
+	vol.ReadOnly, vol.Target = spec.ReadOnly, target
+	if err := s.writeVolume(name, vol); err != nil {
+		return nil, err
+	}
+	cfg, err := s.mountConfig(name, lowers, spec.ReadOnly)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(target, 0o750); err != nil {
+		return nil, fmt.Errorf("create mount target: %w", err)
+	}
+	if err := overlay.Mount(ctx, cfg, target, s.opts.MountMode); err != nil {
+		return nil, fmt.Errorf("mount volume %q at %s: %w", spec.ID, target, err)
+	}
+	klog.FromContext(ctx).V(2).Info("Mounted volume", "volumeID", spec.ID, "target", target, "layers", len(spec.Layers), "readOnly", spec.ReadOnly)
+	return vol, nil
+}
+
+// mountConfig builds the overlay configuration. A read-only mount of a
+// volume whose upper holds data shows that data as its top lower, so making
+// a written volume read-only hides nothing.
+func (s *Store) mountConfig(name string, lowers []string, readOnly bool) (overlay.Config, error) {
+	cfg := overlay.Config{Dir: s.dir, Lowers: lowers}
+	if !readOnly {
+		cfg.Upper = filepath.Join(name, diffName)
+		cfg.Work = filepath.Join(name, workName)
+		return cfg, cfg.Validate()
+	}
+	empty, err := isEmptyDir(s.path(name, diffName))
+	if err != nil {
+		return cfg, err
+	}
+	if !empty {
+		cfg.Lowers = append([]string{filepath.Join(name, diffName)}, lowers...)
+	}
+	return cfg, cfg.Validate()
+}
+
+// chainLinks maps a bottom-first chain to l/ paths, uppermost first, as the
+// lower file and overlayfs list them.
+func (s *Store) chainLinks(layers []v1.Hash) ([]string, error) {
+	out := make([]string, len(layers))
+	for i, l := range layers {
+		name, err := layerDirName(l)
+		if err != nil {
+			return nil, err
+		}
+		id, err := readLink(s.path(name))
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s", ErrLayerMissing, l)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[len(layers)-1-i] = filepath.Join(linkDir, id)
+	}
+	return out, nil
+}
+
+// ensureVolumeDirs creates <vol> and <vol>-init, each complete in staging
+// and renamed into place, unless they exist.
+func (s *Store) ensureVolumeDirs(name string, writable bool) error {
+	for _, dir := range []struct {
+		name string
+		subs []string
+	}{
+		{name + initSuffix, []string{diffName}},
+		{name, []string{diffName, workName, mergedName}},
+	} {
+		if _, err := os.Stat(s.path(dir.name, linkName)); err == nil {
+			continue
+		}
+		if err := s.createDir(dir.name, dir.subs); err != nil {
+			return err
+		}
+	}
+	if writable { // a volume first composed read-only has no work dir yet
+		return os.MkdirAll(s.path(name, workName), 0o700)
+	}
+	return nil
+}
+
+func (s *Store) createDir(name string, subs []string) error {
+	staging, err := os.MkdirTemp(s.path(stagingDir), name+"-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(staging)
+	for _, sub := range subs {
+		if err := os.Mkdir(filepath.Join(staging, sub), 0o755); err != nil {
+			return err
+		}
+	}
+	id, err := s.reserveLink(name)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(staging, linkName), []byte(id), 0o644); err != nil {
+		os.Remove(s.path(linkDir, id))
+		return err
+	}
+	if err := os.Rename(staging, s.path(name)); err != nil {
+		os.Remove(s.path(linkDir, id))
+		return err
+	}
+	return nil
+}
+
+// Unmount unmounts the volume. With remove it also deletes the volume's
+// private directories, its upper included; without, the upper stays for
+// the next Mount of the same id.
+func (s *Store) Unmount(ctx context.Context, id string, remove bool) error {
+	unlock, err := s.lock(false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	name := volumeDirName(id)
+	vol, err := s.readVolume(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %q", ErrVolumeNotFound, id)
+	}
+	if err != nil {
+		return err
+	}
+	if vol.Target != "" {
+		if err := overlay.Unmount(ctx, vol.Target); err != nil {
+			return fmt.Errorf("unmount volume %q from %s: %w", id, vol.Target, err)
+		}
+	}
+	if !remove {
+		return nil
+	}
+	// Record the release as the layers' last use, for garbage collection.
+	for _, l := range vol.Layers {
+		if h, err := v1.NewHash(l); err == nil {
+			if name, err := layerDirName(h); err == nil {
+				_ = s.touch(name)
+			}
+		}
+	}
+	for _, dir := range []string{name, name + initSuffix} {
+		linkID, _ := readLink(s.path(dir))
+		if err := s.removeAll(ctx, s.path(dir)); err != nil {
+			return err
+		}
+		if linkID != "" {
+			os.Remove(s.path(linkDir, linkID))
+		}
+	}
+	klog.FromContext(ctx).V(2).Info("Removed volume", "volumeID", id)
+	return nil
+}
+
+// Volume returns the record of the volume with this id.
+func (s *Store) Volume(id string) (*Volume, error) {
+	v, err := s.readVolume(volumeDirName(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %q", ErrVolumeNotFound, id)
+	}
+	return v, err
+}
+
+// Volumes lists every volume the store holds, mounted or kept.
+func (s *Store) Volumes() ([]*Volume, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Volume
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), volumePrefix) || strings.HasSuffix(e.Name(), initSuffix) {
+			continue
+		}
+		v, err := s.readVolume(e.Name())
+		if errors.Is(err, os.ErrNotExist) {
+			continue // created but never recorded: not a volume yet
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// UpperDir returns the directory that holds the volume's writes.
+func (v *Volume) UpperDir() string { return filepath.Join(v.Dir, diffName) }
+
+func (s *Store) readVolume(name string) (*Volume, error) {
+	b, err := os.ReadFile(s.path(name, recordName))
+	if err != nil {
+		return nil, err
+	}
+	v := &Volume{Dir: s.path(name)}
+	if err := json.Unmarshal(b, v); err != nil {
+		return nil, fmt.Errorf("read volume record %s: %w", s.path(name, recordName), err)
+	}
+	return v, nil
+}
+
+func (s *Store) writeVolume(name string, v *Volume) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeIfChanged(s.path(name, recordName), string(b))
+}
+
+// writeIfChanged skips the fsync of an atomic write when the file already
+// holds data, which is the common case when a volume is mounted again.
+func writeIfChanged(path, data string) error {
+	if old, err := os.ReadFile(path); err == nil && string(old) == data {
+		return nil
+	}
+	return writeFileAtomic(path, []byte(data), 0o644)
+}
+
+func isEmptyDir(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if len(names) > 0 {
+		return false, nil
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	return true, nil
+}
