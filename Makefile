@@ -25,9 +25,10 @@ lint: ## gofmt and go vet
 
 generate: ## deepcopy and CRD manifests from kubebuilder markers (controller-gen, pinned in go.mod)
 	$(GO) tool controller-gen object paths=./pkg/apis/...
+	$(GO) tool controller-gen crd paths=./pkg/apis/... output:crd:dir=config/crd
 
 verify-generated: generate ## fail when generated files are stale
-	@git diff --exit-code -- pkg/apis || { echo "generated files are stale: run make generate and commit"; exit 1; }
+	@git diff --exit-code -- pkg/apis config/crd || { echo "generated files are stale: run make generate and commit"; exit 1; }
 
 demo: build ## standalone mode: compose the example LayerSet and mount it under _output/demo/mnt
 	@bash hack/demo.sh up "$(DEMO)"

@@ -10,7 +10,7 @@ const MaxLayers = 500
 
 // LayerSetSpec describes the chain of read-only layers a volume is built from
 // and the files generated for each volume.
-// +kubebuilder:validation:XValidation:rule="size(self.layers) > 0 || has(self.init)",message="a LayerSet needs at least one layer or an init layer"
+// +kubebuilder:validation:XValidation:rule="(has(self.layers) && size(self.layers) > 0) || has(self.init)",message="a LayerSet needs at least one layer or an init layer"
 type LayerSetSpec struct {
 	// Layers are the sources of the read-only chain, bottom first, in the
 	// order an image lists its layers.
@@ -68,8 +68,8 @@ type InitLayer struct {
 type InitFile struct {
 	// Path is relative to the volume root; it must not contain "..".
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=4096
-	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.split('/').exists(p, p == '..')",message="path must be relative and must not contain '..'"
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')",message="path must be relative and must not contain '..'"
 	Path string `json:"path"`
 
 	// Mode is the file's permission bits; 0644 when unset.
