@@ -1,0 +1,93 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// mountFSConfig mounts c at target through fsopen/fsconfig/fsmount/
+// move_mount. Each layer is its own fsconfig call, so unlike mount(2) there
+// is no page of option data to fit into. It returns an error wrapping
+// ErrNoLowerdirPlus, having mounted nothing, when the kernel cannot do this.
+func mountFSConfig(c Config, target string) error {
+	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		if errors.Is(err, unix.ENOSYS) {
+			return fmt.Errorf("fsopen: %w: %w", ErrNoLowerdirPlus, err)
+		}
+		return fmt.Errorf("fsopen overlay: %w", err)
+	}
+	defer unix.Close(fd)
+
+	probeErr := unix.FsconfigSetFlag(fd, "lowerdir+")
+	if !lowerdirPlusFromProbe(probeErr, fsLog(fd)) {
+		return ErrNoLowerdirPlus
+	}
+
+	params, err := fsconfigParams(c)
+	if err != nil {
+		return err
+	}
+	for _, p := range params {
+		var err error
+		if p.value == "" {
+			err = unix.FsconfigSetFlag(fd, p.key)
+		} else {
+			err = unix.FsconfigSetString(fd, p.key, p.value)
+		}
+		if err != nil {
+			return fsconfigError(fd, "fsconfig "+p.String(), err)
+		}
+	}
+	if err := unix.FsconfigCreate(fd); err != nil {
+		return fsconfigError(fd, fmt.Sprintf("fsconfig create (%d lowers)", len(c.Lowers)), err)
+	}
+	attr := 0
+	if c.readOnly() {
+		attr = unix.MOUNT_ATTR_RDONLY
+	}
+	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, attr)
+	if err != nil {
+		return fsconfigError(fd, "fsmount", err)
+	}
+	// Until move_mount attaches it, the mount is private to mfd and
+	// closing mfd dissolves it, so a failure below leaves nothing behind.
+	defer unix.Close(mfd)
+	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("move_mount to %s: %w", target, err)
+	}
+	return nil
+}
+
+// fsconfigError wraps err from op on the fs_context fd with what the
+// kernel logged there, which is often the only account of what was wrong.
+func fsconfigError(fd int, op string, err error) error {
+	if log := fsLog(fd); len(log) > 0 {
+		return fmt.Errorf("%s: %w (kernel: %s)", op, err, strings.Join(log, "; "))
+	}
+	return fmt.Errorf("%s: %w (no fs_context log; overlayfs may have logged details to dmesg)", op, err)
+}
+
+// fsLog drains the fs_context's message log: read(2) on the fsopen fd
+// returns one queued "e|w|i <fs>: <text>" message per call until ENODATA.
+// The kernel keeps at most 8 messages; the bound only guards the loop.
+func fsLog(fd int) []string {
+	var msgs []string
+	buf := make([]byte, 4096)
+	for range 32 {
+		n, err := unix.Read(fd, buf)
+		if errors.Is(err, unix.EMSGSIZE) {
+			// The kernel dequeues a message even when it does not fit.
+			msgs = append(msgs, "(message longer than 4096 bytes dropped)")
+			continue
+		}
+		if err != nil || n <= 0 {
+			break
+		}
+		msgs = append(msgs, strings.TrimSpace(string(buf[:n])))
+	}
+	return msgs
+}
