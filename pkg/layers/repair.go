@@ -32,6 +32,17 @@ func (s *Store) repair(ctx context.Context) error {
 		if !e.IsDir() || name == linkDir || strings.HasPrefix(name, ".") {
 			continue
 		}
+		// Volumes are removed before their init layer, and created after
+		// it: an init layer alone is the leftover of either.
+		if base, ok := strings.CutSuffix(name, initSuffix); ok && strings.HasPrefix(name, volumePrefix) {
+			if _, err := os.Stat(s.path(base)); errors.Is(err, os.ErrNotExist) {
+				log.Info("Removing init layer of a volume that no longer exists", "dir", name)
+				if err := os.RemoveAll(s.path(name)); err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		// An init layer swap cut short leaves its next content beside it.
 		if err := os.RemoveAll(s.path(name, newDiffName)); err != nil {
 			return err

@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -102,8 +103,9 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 		target = s.path(name, mergedName)
 	}
 	vol, err := s.readVolume(name)
+	fresh := errors.Is(err, os.ErrNotExist)
 	switch {
-	case errors.Is(err, os.ErrNotExist):
+	case fresh:
 		vol = &Volume{ID: spec.ID, Created: time.Now().UTC(), Dir: s.path(name)}
 	case err != nil:
 		return nil, err
@@ -127,31 +129,19 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.ensureVolumeDirs(name, !spec.ReadOnly); err != nil {
-		return nil, fmt.Errorf("create volume %q: %w", spec.ID, err)
-	}
-	if err := s.writeInitLayer(name+initSuffix, spec.Init); err != nil {
-		return nil, fmt.Errorf("write init layer of volume %q: %w", spec.ID, err)
-	}
-	initID, err := readLink(s.path(name + initSuffix))
-	if err != nil {
-		return nil, err
-	}
-	lowers := append([]string{filepath.Join(linkDir, initID)}, chain...)
-	if err := writeIfChanged(s.path(name+initSuffix, lowerName), strings.Join(chain, ":")); err != nil {
-		return nil, err
-	}
-	if err := writeIfChanged(s.path(name, lowerName), strings.Join(lowers, ":")); err != nil {
-		return nil, err
-	}
-
 	vol.Layers = make([]string, len(spec.Layers))
 	for i, l := range spec.Layers {
 		vol.Layers[i] = l.String()
 	}
 	vol.ReadOnly, vol.Target = spec.ReadOnly, target
-	if err := s.writeVolume(name, vol); err != nil {
-		return nil, err
+	var lowers []string
+	if fresh {
+		lowers, err = s.createVolume(name, vol, chain, spec.Init)
+	} else {
+		lowers, err = s.refreshVolume(name, vol, chain, spec.Init)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("compose volume %q: %w", spec.ID, err)
 	}
 	cfg, err := s.mountConfig(name, lowers, spec.ReadOnly)
 	if err != nil {
@@ -208,53 +198,109 @@ func (s *Store) chainLinks(layers []v1.Hash) ([]string, error) {
 	return out, nil
 }
 
-// ensureVolumeDirs creates <vol> and <vol>-init, each complete in staging
-// and renamed into place, unless they exist.
-func (s *Store) ensureVolumeDirs(name string, writable bool) error {
-	for _, dir := range []struct {
-		name string
-		subs []string
-	}{
-		{name + initSuffix, []string{diffName}},
-		{name, []string{diffName, workName, mergedName}},
-	} {
-		if _, err := os.Stat(s.path(dir.name, linkName)); err == nil {
-			continue
-		}
-		if err := s.createDir(dir.name, dir.subs); err != nil {
-			return err
-		}
+// createVolume builds <vol>-init and <vol> complete in staging, their
+// metadata synced together, and renames them into place, the init layer
+// first: a crash leaves no volume, or one whole. It returns the lowers,
+// uppermost first.
+func (s *Store) createVolume(name string, vol *Volume, chain []string, init []InitFile) (lowers []string, err error) {
+	initStage, err := s.stageDir(name+initSuffix, diffName)
+	if err != nil {
+		return nil, err
 	}
-	if writable { // a volume first composed read-only has no work dir yet
-		return os.MkdirAll(s.path(name, workName), 0o700)
+	defer os.RemoveAll(initStage)
+	volStage, err := s.stageDir(name, diffName, workName, mergedName)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	defer os.RemoveAll(volStage)
+	if err := writeInitFiles(filepath.Join(initStage, diffName), init); err != nil {
+		return nil, err
+	}
+	initID, err := s.reserveLink(name + initSuffix)
+	if err != nil {
+		return nil, err
+	}
+	volID, err := s.reserveLink(name)
+	if err != nil {
+		os.Remove(s.path(linkDir, initID))
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(s.path(linkDir, initID))
+			os.Remove(s.path(linkDir, volID))
+		}
+	}()
+	lowers = append([]string{filepath.Join(linkDir, initID)}, chain...)
+	record, err := json.Marshal(vol)
+	if err != nil {
+		return nil, err
+	}
+	err = writeFilesAtomic(map[string][]byte{
+		filepath.Join(initStage, linkName):  []byte(initID),
+		filepath.Join(initStage, lowerName): []byte(strings.Join(chain, ":")),
+		filepath.Join(volStage, linkName):   []byte(volID),
+		filepath.Join(volStage, lowerName):  []byte(strings.Join(lowers, ":")),
+		filepath.Join(volStage, recordName): record,
+	}, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err = os.Rename(initStage, s.path(name+initSuffix)); err != nil {
+		return nil, err
+	}
+	if err = os.Rename(volStage, s.path(name)); err != nil {
+		s.removeAll(context.Background(), s.path(name+initSuffix))
+		return nil, err
+	}
+	return lowers, nil
 }
 
-func (s *Store) createDir(name string, subs []string) error {
-	staging, err := os.MkdirTemp(s.path(stagingDir), name+"-")
-	if err != nil {
-		return err
+// refreshVolume prepares an existing volume for another mount: new init
+// files, and the chain of this mount, which may differ from the last one.
+func (s *Store) refreshVolume(name string, vol *Volume, chain []string, init []InitFile) ([]string, error) {
+	if err := s.writeInitLayer(name+initSuffix, init); err != nil {
+		return nil, err
 	}
-	defer os.RemoveAll(staging)
-	for _, sub := range subs {
-		if err := os.Mkdir(filepath.Join(staging, sub), 0o755); err != nil {
-			return err
+	initID, err := readLink(s.path(name + initSuffix))
+	if err != nil {
+		return nil, err
+	}
+	// A volume first composed read-only may lack its work dir.
+	if err := os.MkdirAll(s.path(name, workName), 0o700); err != nil {
+		return nil, err
+	}
+	lowers := append([]string{filepath.Join(linkDir, initID)}, chain...)
+	record, err := json.Marshal(vol)
+	if err != nil {
+		return nil, err
+	}
+	changed := map[string][]byte{}
+	for path, data := range map[string][]byte{
+		s.path(name+initSuffix, lowerName): []byte(strings.Join(chain, ":")),
+		s.path(name, lowerName):            []byte(strings.Join(lowers, ":")),
+		s.path(name, recordName):           record,
+	} {
+		if old, err := os.ReadFile(path); err != nil || !bytes.Equal(old, data) {
+			changed[path] = data
 		}
 	}
-	id, err := s.reserveLink(name)
+	return lowers, writeFilesAtomic(changed, 0o644)
+}
+
+// stageDir makes a directory in staging with the given subdirectories.
+func (s *Store) stageDir(name string, subs ...string) (string, error) {
+	dir, err := os.MkdirTemp(s.path(stagingDir), name+"-")
 	if err != nil {
-		return err
+		return "", err
 	}
-	if err := writeFileAtomic(filepath.Join(staging, linkName), []byte(id), 0o644); err != nil {
-		os.Remove(s.path(linkDir, id))
-		return err
+	for _, sub := range subs {
+		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
+			os.RemoveAll(dir)
+			return "", err
+		}
 	}
-	if err := os.Rename(staging, s.path(name)); err != nil {
-		os.Remove(s.path(linkDir, id))
-		return err
-	}
-	return nil
+	return dir, nil
 }
 
 // Unmount unmounts the volume. With remove it also deletes the volume's
@@ -348,23 +394,6 @@ func (s *Store) readVolume(name string) (*Volume, error) {
 		return nil, fmt.Errorf("read volume record %s: %w", s.path(name, recordName), err)
 	}
 	return v, nil
-}
-
-func (s *Store) writeVolume(name string, v *Volume) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return writeIfChanged(s.path(name, recordName), string(b))
-}
-
-// writeIfChanged skips the fsync of an atomic write when the file already
-// holds data, which is the common case when a volume is mounted again.
-func writeIfChanged(path, data string) error {
-	if old, err := os.ReadFile(path); err == nil && string(old) == data {
-		return nil
-	}
-	return writeFileAtomic(path, []byte(data), 0o644)
 }
 
 func isEmptyDir(dir string) (bool, error) {

@@ -3,12 +3,13 @@ package overlay
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/layerset/layerset-csi/internal/rawmount"
 )
 
 // BenchmarkMount measures Mount+Unmount of a volume with an upper against
@@ -62,37 +63,8 @@ func BenchmarkMount(b *testing.B) {
 // rawFSConfig returns a function that mounts c at target and unmounts it
 // again with nothing but fsopen/fsconfig/fsmount/move_mount/umount2.
 func rawFSConfig(c Config, target string) func() error {
-	lowers := make([]string, len(c.Lowers))
-	for i, l := range c.Lowers {
-		lowers[i] = filepath.Join(c.Dir, l)
-	}
-	upper, work := filepath.Join(c.Dir, c.Upper), filepath.Join(c.Dir, c.Work)
 	return func() error {
-		fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		for _, l := range lowers {
-			if err := unix.FsconfigSetString(fd, "lowerdir+", l); err != nil {
-				return err
-			}
-		}
-		for _, kv := range [][2]string{{"upperdir", upper}, {"workdir", work}, {"index", "off"}} {
-			if err := unix.FsconfigSetString(fd, kv[0], kv[1]); err != nil {
-				return err
-			}
-		}
-		if err := unix.FsconfigCreate(fd); err != nil {
-			return err
-		}
-		mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		err = unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH)
-		unix.Close(mfd)
-		if err != nil {
+		if err := rawmount.FSConfig(c.Dir, c.Lowers, c.Upper, c.Work, target); err != nil {
 			return err
 		}
 		return unix.Unmount(target, 0)
