@@ -20,7 +20,7 @@ func layerSet(name string, entries ...v1alpha1.LayerSource) *v1alpha1.LayerSet {
 	return ls
 }
 
-func image(ref string) v1alpha1.LayerSource  { return v1alpha1.LayerSource{Image: ref} }
+func image(ref string) v1alpha1.LayerSource   { return v1alpha1.LayerSource{Image: ref} }
 func nested(name string) v1alpha1.LayerSource { return v1alpha1.LayerSource{LayerSet: name} }
 
 // registry serves two images: base (2 layers) and app (1 layer).

@@ -24,8 +24,8 @@ type LayerMeta struct {
 	Digest    string    `json:"digest,omitempty"`
 	MediaType string    `json:"mediaType,omitempty"`
 	Source    string    `json:"source,omitempty"`
-	Size      int64     `json:"size"`      // bytes on disk, uncompressed
-	Entries   int       `json:"entries"`   // tar entries applied
+	Size      int64     `json:"size"`    // bytes on disk, uncompressed
+	Entries   int       `json:"entries"` // tar entries applied
 	Imported  time.Time `json:"imported"`
 }
 

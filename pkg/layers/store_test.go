@@ -131,13 +131,13 @@ func TestPullComposeMount(t *testing.T) {
 			})
 
 			want := map[string]string{
-				"etc/os-release":  "top\n",
-				"opt/tool/new":    "new tool\n",
-				"bin/run":         "#!/bin/sh\necho run\n",
-				"bin/run-again":   "#!/bin/sh\necho run\n",
-				"bin/latest":      "#!/bin/sh\necho run\n",
-				"etc/pod/name":    "pod-a\n",
-				"etc/labelled":    "x",
+				"etc/os-release": "top\n",
+				"opt/tool/new":   "new tool\n",
+				"bin/run":        "#!/bin/sh\necho run\n",
+				"bin/run-again":  "#!/bin/sh\necho run\n",
+				"bin/latest":     "#!/bin/sh\necho run\n",
+				"etc/pod/name":   "pod-a\n",
+				"etc/labelled":   "x",
 			}
 			for name, body := range want {
 				if got := readFile(t, filepath.Join(target, name)); got != body {
