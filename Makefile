@@ -3,7 +3,6 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/layerset-csi
 DEMO ?= $(CURDIR)/_output/demo
-TOOLS_BIN = $(shell bash hack/tools.sh --print-dir)
 
 .PHONY: help build test test-unit test-envtest bench lint generate verify-generated demo demo-clean tools
 
@@ -14,7 +13,9 @@ build: ## build bin/layerset-csi
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/layerset-csi
 
 test: lint verify-generated ## everything CI runs: lint, generated files, all tests (needs root for mounts)
-	$(GO) test -count=1 -timeout 30m ./...
+	bash hack/tools.sh envtest helm csi-sanity
+	KUBEBUILDER_ASSETS=$$(bash hack/tools.sh --print-dir) PATH=$$(bash hack/tools.sh --print-dir):$$PATH \
+		$(GO) test -count=1 -timeout 40m ./...
 
 bench: ## benchmarks, reported as ratios against a baseline in the same run
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 60m ./pkg/overlay/ ./pkg/archive/ ./pkg/layers/
@@ -26,9 +27,10 @@ lint: ## gofmt and go vet
 generate: ## deepcopy and CRD manifests from kubebuilder markers (controller-gen, pinned in go.mod)
 	$(GO) tool controller-gen object paths=./pkg/apis/...
 	$(GO) tool controller-gen crd paths=./pkg/apis/... output:crd:dir=config/crd
+	$(GO) tool controller-gen rbac:roleName=layerset-controller paths=./pkg/controller/... output:rbac:dir=config/rbac
 
 verify-generated: generate ## fail when generated files are stale
-	@git diff --exit-code -- pkg/apis config/crd || { echo "generated files are stale: run make generate and commit"; exit 1; }
+	@git diff --exit-code -- pkg/apis config || { echo "generated files are stale: run make generate and commit"; exit 1; }
 
 demo: build ## standalone mode: compose the example LayerSet and mount it under _output/demo/mnt
 	@bash hack/demo.sh up "$(DEMO)"

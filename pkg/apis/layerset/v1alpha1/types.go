@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // MaxLayers is the most lower layers one volume may have, the init layer
@@ -124,6 +125,38 @@ const (
 	ConditionReady = "Ready"
 )
 
+// Reasons of the Resolved and Ready conditions. Each names what a person has
+// to fix; the condition's message says where.
+const (
+	// ReasonResolved: the chain is pinned (Resolved is true).
+	ReasonResolved = "Resolved"
+	// ReasonReady: volumes can be mounted (Ready is true).
+	ReasonReady = "Ready"
+	// ReasonImageNotFound: a registry or OCI layout has no such image, tag
+	// or platform.
+	ReasonImageNotFound = "ImageNotFound"
+	// ReasonUnauthorized: the registry refused the credentials of the pull
+	// secrets, or none were given.
+	ReasonUnauthorized = "Unauthorized"
+	// ReasonPullSecretInvalid: a pull secret is missing, has the wrong type,
+	// or does not parse.
+	ReasonPullSecretInvalid = "PullSecretInvalid"
+	// ReasonCycle: LayerSets include each other.
+	ReasonCycle = "Cycle"
+	// ReasonTooManyLayers: the chain plus the init layer exceeds MaxLayers.
+	ReasonTooManyLayers = "TooManyLayers"
+	// ReasonInvalidSpec: the spec or an image reference in it cannot be used.
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonLayerSetNotFound: an included LayerSet does not exist.
+	ReasonLayerSetNotFound = "LayerSetNotFound"
+	// ReasonImageUnsupported: an image's manifest, config or layer media
+	// types cannot be used (for example an OCI artifact, or foreign layers).
+	ReasonImageUnsupported = "ImageUnsupported"
+	// ReasonRegistryError: the registry could not be reached or failed; the
+	// controller retries with backoff.
+	ReasonRegistryError = "RegistryError"
+)
+
 // ResolvedLayer is one layer of the resolved chain.
 type ResolvedLayer struct {
 	// Digest is the compressed blob digest.
@@ -141,14 +174,32 @@ type ResolvedLayer struct {
 	Entry int32 `json:"entry"`
 }
 
+// IncludedLayerSet is a LayerSet whose spec a resolved chain was composed
+// from, directly or through other LayerSets.
+type IncludedLayerSet struct {
+	Name string `json:"name"`
+	// UID tells a LayerSet apart from an earlier one of the same name.
+	UID types.UID `json:"uid"`
+	// Generation is the metadata.generation of the spec that was used.
+	Generation int64 `json:"generation"`
+}
+
+// MaxListedNodes bounds NodeCacheState.Nodes, so that the status of a
+// LayerSet on a large cluster stays small; Ready counts every node.
+const MaxListedNodes = 100
+
 // NodeCacheState summarises the node caches.
 type NodeCacheState struct {
-	// Wanted is the number of nodes that should hold the layers.
+	// Wanted is the number of nodes that should hold the layers: those
+	// spec.prefetch selects or, without prefetch, those whose NodeCache
+	// reports this LayerSet.
 	Wanted int32 `json:"wanted"`
 	// Ready is the number of those nodes that hold all of them.
 	Ready int32 `json:"ready"`
-	// Nodes lists the nodes that hold every layer.
+	// Nodes lists the nodes that hold every layer, sorted, at most
+	// MaxListedNodes of them.
 	// +listType=set
+	// +kubebuilder:validation:MaxItems=100
 	// +optional
 	Nodes []string `json:"nodes,omitempty"`
 }
@@ -171,6 +222,21 @@ type LayerSetStatus struct {
 	// TotalSize is the compressed size of the chain in bytes.
 	// +optional
 	TotalSize int64 `json:"totalSize,omitempty"`
+	// ChainID identifies the chain: the OCI chain ID of its diffIDs, bottom
+	// first. Nodes report readiness against it in NodeCache status.
+	// +optional
+	ChainID string `json:"chainID,omitempty"`
+	// Includes lists the LayerSets the chain was composed from, directly or
+	// not, with the generations used; a change to one re-resolves the chain.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Includes []IncludedLayerSet `json:"includes,omitempty"`
+	// PullSecrets are the Secrets the chain is pulled with: this LayerSet's
+	// and those of every LayerSet it includes.
+	// +listType=atomic
+	// +optional
+	PullSecrets []SecretReference `json:"pullSecrets,omitempty"`
 	// Cache is the per-node cache readiness.
 	// +optional
 	Cache NodeCacheState `json:"cache,omitempty"`
