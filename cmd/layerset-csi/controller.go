@@ -3,15 +3,19 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/layerset/layerset-csi/internal/version"
 	"github.com/layerset/layerset-csi/pkg/catalog"
+	"github.com/layerset/layerset-csi/pkg/controller"
 	"github.com/layerset/layerset-csi/pkg/driver"
 	"github.com/layerset/layerset-csi/pkg/health"
 	"github.com/layerset/layerset-csi/pkg/source"
@@ -26,14 +30,11 @@ type controllerFlags struct {
 	insecure       []string
 	metricsAddress string
 	healthAddress  string
-	// Kubernetes parts, which come with the CRD support.
+	// Cluster mode.
 	kubeconfig  string
 	leaderElect bool
 	provisioner bool
 }
-
-// withCRDSupport marks the help of flags that are not served yet.
-const withCRDSupport = " (comes with the LayerSet CRD support; refused until then)"
 
 func newControllerCommand() *cobra.Command {
 	var f controllerFlags
@@ -45,7 +46,10 @@ func newControllerCommand() *cobra.Command {
 			"Writable volumes keep their writes on one node, the one the provisioner's topology selects\n" +
 			"(use volumeBindingMode: WaitForFirstConsumer and the provisioner's Topology feature).\n" +
 			"Created volumes are recorded under --state-dir, so a restarted controller knows them.\n" +
-			"With --layersets, a volume is created only for a LayerSet that resolves.",
+			"Without --layersets it runs in cluster mode: it also resolves LayerSet objects (tags pinned to\n" +
+			"digests, nested LayerSets, pull secrets) into their status, aggregates node cache readiness and,\n" +
+			"with --provisioner, provisions PersistentVolumes itself instead of external-provisioner.\n" +
+			"CreateVolume refuses LayerSets that do not resolve.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runController(cmd.Context(), f) },
 	}
@@ -53,70 +57,109 @@ func newControllerCommand() *cobra.Command {
 	fs.StringVar(&f.endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint: unix:///PATH or a bare PATH")
 	fs.StringVar(&f.driverName, "driver-name", driver.DefaultDriverName, "CSI driver name")
 	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/layerset/csi", "where the records of created volumes live, in its subfolder controller; may be the node's")
-	fs.StringVar(&f.layerSets, "layersets", "", "folder of LayerSet YAML files; when set, CreateVolume refuses LayerSets that do not resolve")
+	fs.StringVar(&f.layerSets, "layersets", "", "standalone mode: folder of LayerSet YAML files instead of the Kubernetes API")
 	fs.StringSliceVar(&f.insecure, "insecure-registry", nil, "registry host[:port] that may be reached over plain HTTP when resolving --layersets (repeatable)")
 	fs.StringVar(&f.metricsAddress, "metrics-address", "", "host:port serving /metrics, e.g. :9808 (default: none)")
 	fs.StringVar(&f.healthAddress, "health-address", "", "host:port serving /healthz, e.g. :9809 (default: none)")
-	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for reading LayerSets from the cluster"+withCRDSupport)
-	fs.BoolVar(&f.leaderElect, "leader-elect", false, "elect one active controller among replicas"+withCRDSupport)
-	fs.BoolVar(&f.provisioner, "provisioner", false, "provision PersistentVolumes without external-provisioner"+withCRDSupport)
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "cluster mode: kubeconfig file (default: the pod's service account)")
+	fs.BoolVar(&f.leaderElect, "leader-elect", false, "cluster mode: elect one active LayerSet controller among replicas")
+	fs.BoolVar(&f.provisioner, "provisioner", false, "cluster mode: provision PersistentVolumes without external-provisioner")
 	return cmd
 }
 
 func runController(ctx context.Context, f controllerFlags) error {
-	for _, later := range []struct {
-		flag string
-		set  bool
-	}{{"--kubeconfig", f.kubeconfig != ""}, {"--leader-elect", f.leaderElect}, {"--provisioner", f.provisioner}} {
-		if later.set {
-			// TODO(lead): wire these up with the CRD support.
-			return fmt.Errorf("%s comes with the LayerSet CRD support and is not available yet; "+
-				"run external-provisioner with --leader-election next to a single controller instead", later.flag)
-		}
-	}
 	socket, err := driver.ParseEndpoint(f.endpoint)
 	if err != nil {
 		return fmt.Errorf("--endpoint: %w", err)
 	}
-	var cat catalog.Catalog
+	src := source.Options{Insecure: f.insecure}
+	var (
+		cat catalog.Catalog
+		mgr ctrl.Manager
+	)
 	if f.layerSets != "" {
-		dir, err := catalog.NewDir(ctx, f.layerSets, source.Options{Insecure: f.insecure})
+		dir, err := catalog.NewDir(ctx, f.layerSets, src)
 		if err != nil {
 			return fmt.Errorf("--layersets: %w", err)
 		}
 		defer dir.Close()
 		cat = dir
+	} else {
+		cfg, err := restConfig(f.kubeconfig)
+		if err != nil {
+			return err
+		}
+		if cat, err = catalog.StartCluster(ctx, cfg, src); err != nil {
+			return err
+		}
+		mgr, err = controller.NewManager(cfg, controller.ManagerOptions{
+			LeaderElection: f.leaderElect, MetricsAddr: f.metricsAddress, HealthAddr: f.healthAddress,
+		})
+		if err != nil {
+			return err
+		}
+		if err := controller.SetupWithManager(ctx, mgr, controller.Options{Source: src}); err != nil {
+			return err
+		}
 	}
-	ctrl, err := driver.NewControllerServer(ctx, driver.ControllerConfig{DriverName: f.driverName, StateDir: f.stateDir, Catalog: cat})
+	cs, err := driver.NewControllerServer(ctx, driver.ControllerConfig{DriverName: f.driverName, StateDir: f.stateDir, Catalog: cat})
 	if err != nil {
 		return err
 	}
+	if f.provisioner {
+		if mgr == nil {
+			return fmt.Errorf("--provisioner needs cluster mode: it creates PersistentVolumes, and --layersets runs without Kubernetes")
+		}
+		if err := setupProvisioner(mgr, f.driverName, cs); err != nil {
+			return err
+		}
+	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// In cluster mode the manager serves metrics and health, so the CSI
+	// call metrics join its registry.
+	var reg prometheus.Registerer = ctrlmetrics.Registry
+	var own *prometheus.Registry
+	if mgr == nil {
+		own = prometheus.NewRegistry()
+		own.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg = own
+	}
 	lis, err := driver.Listen(f.endpoint)
 	if err != nil {
 		return err
 	}
-	klog.FromContext(ctx).Info("Serving CSI controller", "endpoint", socket, "stateDir", f.stateDir, "layerSets", f.layerSets, "version", version.Get())
+	klog.FromContext(ctx).Info("Serving CSI controller", "endpoint", socket, "stateDir", f.stateDir,
+		"layerSets", f.layerSets, "clusterMode", mgr != nil, "provisioner", f.provisioner, "version", version.Get())
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return driver.Serve(ctx, lis, driver.ServerOptions{DriverName: f.driverName, Version: version.Get(), Metrics: reg}, ctrl)
+		return driver.Serve(ctx, lis, driver.ServerOptions{DriverName: f.driverName, Version: version.Get(), Metrics: reg}, cs)
 	})
 	// Probing over the socket checks the gRPC server as well as the
 	// controller's state directory, which Identity.Probe asks about.
 	probe := health.GRPCProbe(socket)
 	switch {
+	case mgr != nil:
+		if f.healthAddress != "" {
+			if err := mgr.AddHealthzCheck("csi", func(r *http.Request) error { return probe(r.Context()) }); err != nil {
+				return err
+			}
+		}
+		g.Go(func() error { return mgr.Start(ctx) })
 	case f.metricsAddress != "" && f.metricsAddress == f.healthAddress:
-		g.Go(func() error { return health.Serve(ctx, f.metricsAddress, reg, probe) })
+		g.Go(func() error { return health.Serve(ctx, f.metricsAddress, own, probe) })
 	default:
 		if f.metricsAddress != "" {
-			g.Go(func() error { return health.Serve(ctx, f.metricsAddress, reg) })
+			g.Go(func() error { return health.Serve(ctx, f.metricsAddress, own) })
 		}
 		if f.healthAddress != "" {
 			g.Go(func() error { return health.Serve(ctx, f.healthAddress, nil, probe) })
 		}
 	}
 	return g.Wait()
+}
+
+// setupProvisioner adds the built-in provisioner to the manager.
+func setupProvisioner(mgr ctrl.Manager, driverName string, cs *driver.ControllerServer) error {
+	return fmt.Errorf("the built-in provisioner is not available in this build")
 }
