@@ -38,6 +38,6 @@ func newRootCommand() *cobra.Command {
 	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(klogFlags)
 	root.PersistentFlags().AddGoFlagSet(klogFlags)
-	root.AddCommand(newLayersCommand(), newMountCommand(), newUnmountCommand())
+	root.AddCommand(newLayersCommand(), newMountCommand(), newUnmountCommand(), newNodeCommand(), newControllerCommand())
 	return root
 }

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/klog/v2"
+
+	"github.com/layerset/layerset-csi/internal/version"
+	"github.com/layerset/layerset-csi/pkg/catalog"
+	"github.com/layerset/layerset-csi/pkg/driver"
+	"github.com/layerset/layerset-csi/pkg/health"
+	"github.com/layerset/layerset-csi/pkg/registration"
+)
+
+// nodeFlags are the flags of `layerset-csi node`.
+type nodeFlags struct {
+	store           storeFlags
+	endpoint        string
+	nodeID          string
+	driverName      string
+	stateDir        string
+	layerSets       string
+	kubeconfig      string
+	metricsAddress  string
+	healthAddress   string
+	registrationDir string
+	kubeletEndpoint string
+}
+
+func newNodeCommand() *cobra.Command {
+	var f nodeFlags
+	cmd := &cobra.Command{
+		Use:   "node --endpoint unix:///PATH.sock --layersets DIR [flags]",
+		Short: "Serve the CSI node service: compose pod volumes from LayerSets",
+		Long: "Serve the CSI Identity and Node services on --endpoint. Volumes are composed from LayerSets\n" +
+			"read from the YAML files in --layersets (standalone mode), their layers cached in the store\n" +
+			"under --root. On start, the volumes recorded in the state directory are reconciled with the\n" +
+			"mount table, so the plugin can be restarted, or killed, at any time.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runNode(cmd.Context(), f) },
+	}
+	f.store.register(cmd.Flags())
+	fs := cmd.Flags()
+	fs.StringVar(&f.endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint: unix:///PATH or a bare PATH")
+	fs.StringVar(&f.nodeID, "node-id", "", "node name, as kubelet knows it (default: the host name)")
+	fs.StringVar(&f.driverName, "driver-name", driver.DefaultDriverName, "CSI driver name")
+	fs.StringVar(&f.stateDir, "state-dir", "", "where per-volume records live (default: ROOT/csi)")
+	fs.StringVar(&f.layerSets, "layersets", "", "folder of LayerSet YAML files (standalone mode)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for reading LayerSets from the cluster (with the CRD support)")
+	fs.StringVar(&f.metricsAddress, "metrics-address", "", "host:port serving /metrics, e.g. :9808 (default: none)")
+	fs.StringVar(&f.healthAddress, "health-address", "", "host:port serving /healthz, e.g. :9809 (default: none)")
+	fs.StringVar(&f.registrationDir, "registration-dir", "", "kubelet's plugin registration folder, e.g. /registration; when set, the plugin registers itself with kubelet")
+	fs.StringVar(&f.kubeletEndpoint, "kubelet-registration-path", "", "the CSI socket's path as kubelet sees it (default: the --endpoint path)")
+	return cmd
+}
+
+func runNode(ctx context.Context, f nodeFlags) error {
+	log := klog.FromContext(ctx)
+	if f.layerSets == "" {
+		// TODO(lead): with the CRD support, build catalog.StartCluster from
+		// --kubeconfig (or the in-cluster config) and catalog.KeyReader here.
+		return errors.New("--layersets DIR is required: reading LayerSets from the Kubernetes API comes with the CRD support; " +
+			"until then give a folder of LayerSet YAML files")
+	}
+	if f.nodeID == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("--node-id not given and the host name is unknown: %w", err)
+		}
+		f.nodeID = host
+	}
+	socket, err := driver.ParseEndpoint(f.endpoint)
+	if err != nil {
+		return fmt.Errorf("--endpoint: %w", err)
+	}
+	root, err := filepath.Abs(f.store.root)
+	if err != nil {
+		return err
+	}
+	if f.stateDir == "" {
+		f.stateDir = filepath.Join(root, "csi")
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	store, err := f.store.open(ctx)
+	if err != nil {
+		return err
+	}
+	cat, err := catalog.NewDir(ctx, f.layerSets, f.store.sourceOptions())
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	node, err := driver.NewNodeServer(ctx, driver.Config{
+		DriverName: f.driverName,
+		Version:    version.Get(),
+		NodeID:     f.nodeID,
+		Endpoint:   f.endpoint,
+		StateDir:   f.stateDir,
+		Store:      store,
+		Catalog:    cat,
+		Metrics:    reg,
+	})
+	if err != nil {
+		return err
+	}
+	lis, err := driver.Listen(f.endpoint)
+	if err != nil {
+		return err
+	}
+	log.Info("Serving CSI node", "endpoint", socket, "nodeID", f.nodeID, "root", root, "layerSets", f.layerSets, "version", version.Get())
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return driver.Serve(ctx, lis, driver.ServerOptions{DriverName: f.driverName, Version: version.Get(), Metrics: reg}, node)
+	})
+	// Metrics and health: one server when both addresses are the same.
+	switch {
+	case f.metricsAddress != "" && f.metricsAddress == f.healthAddress:
+		g.Go(func() error { return health.Serve(ctx, f.metricsAddress, reg, node.Check) })
+	default:
+		if f.metricsAddress != "" {
+			g.Go(func() error { return health.Serve(ctx, f.metricsAddress, reg) })
+		}
+		if f.healthAddress != "" {
+			g.Go(func() error { return health.Serve(ctx, f.healthAddress, nil, node.Check) })
+		}
+	}
+	if f.registrationDir != "" {
+		kubeletPath := f.kubeletEndpoint
+		if kubeletPath == "" {
+			kubeletPath = socket
+		}
+		g.Go(func() error { return registration.Serve(ctx, f.registrationDir, f.driverName, kubeletPath, nil) })
+	}
+	return g.Wait()
+}
