@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -33,6 +34,7 @@ type nodeFlags struct {
 	healthAddress   string
 	registrationDir string
 	kubeletEndpoint string
+	controller      bool
 }
 
 func newNodeCommand() *cobra.Command {
@@ -59,6 +61,8 @@ func newNodeCommand() *cobra.Command {
 	fs.StringVar(&f.healthAddress, "health-address", "", "host:port serving /healthz, e.g. :9809 (default: none)")
 	fs.StringVar(&f.registrationDir, "registration-dir", "", "kubelet's plugin registration folder, e.g. /registration; when set, the plugin registers itself with kubelet")
 	fs.StringVar(&f.kubeletEndpoint, "kubelet-registration-path", "", "the CSI socket's path as kubelet sees it (default: the --endpoint path)")
+	fs.BoolVar(&f.controller, "controller", false, "also serve the CSI controller service on the same endpoint (a monolith plugin, as Nomad runs; "+
+		"persistent uppers of volumes it deletes are swept on this node)")
 	return cmd
 }
 
@@ -114,6 +118,15 @@ func runNode(ctx context.Context, f nodeFlags) error {
 	if err != nil {
 		return err
 	}
+	services := []any{node}
+	var sweep func(context.Context, string) (bool, error)
+	if f.controller {
+		cs, err := driver.NewControllerServer(ctx, driver.ControllerConfig{DriverName: f.driverName, StateDir: f.stateDir, Catalog: cat})
+		if err != nil {
+			return err
+		}
+		services, sweep = append(services, cs), cs.VolumeExists
+	}
 	lis, err := driver.Listen(f.endpoint)
 	if err != nil {
 		return err
@@ -122,8 +135,11 @@ func runNode(ctx context.Context, f nodeFlags) error {
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return driver.Serve(ctx, lis, driver.ServerOptions{DriverName: f.driverName, Version: version.Get(), Metrics: reg}, node)
+		return driver.Serve(ctx, lis, driver.ServerOptions{DriverName: f.driverName, Version: version.Get(), Metrics: reg}, services...)
 	})
+	if sweep != nil {
+		g.Go(func() error { return sweepPeriodically(ctx, node, sweep) })
+	}
 	// Metrics and health: one server when both addresses are the same.
 	switch {
 	case f.metricsAddress != "" && f.metricsAddress == f.healthAddress:
@@ -144,4 +160,24 @@ func runNode(ctx context.Context, f nodeFlags) error {
 		g.Go(func() error { return registration.Serve(ctx, f.registrationDir, f.driverName, kubeletPath, nil) })
 	}
 	return g.Wait()
+}
+
+// sweepInterval is how often a monolith plugin removes the uppers of
+// volumes its controller service deleted.
+const sweepInterval = 5 * time.Minute
+
+func sweepPeriodically(ctx context.Context, node *driver.NodeServer, exists func(context.Context, string) (bool, error)) error {
+	for {
+		removed, err := node.SweepUppers(ctx, exists)
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Sweeping uppers of deleted volumes")
+		} else if len(removed) > 0 {
+			klog.FromContext(ctx).Info("Removed uppers of deleted volumes", "volumes", removed)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(sweepInterval):
+		}
+	}
 }

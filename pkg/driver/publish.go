@@ -166,6 +166,15 @@ func (n *NodeServer) publishPersistent(ctx context.Context, req *csi.NodePublish
 			return nil
 		}
 	}
+	// SINGLE_NODE_SINGLE_WRITER (ReadWriteOncePod) allows one publication.
+	if req.GetVolumeCapability().GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
+		for _, t := range rec.Targets {
+			if t.Path != target {
+				return status.Errorf(codes.FailedPrecondition,
+					"volume %s has access mode SINGLE_NODE_SINGLE_WRITER and is already published at %s; unpublish it there first", id, t.Path)
+			}
+		}
+	}
 	rec.setTarget(targetRecord{Path: target, ReadOnly: readOnly, Phase: phasePublishing})
 	if err := n.state.save(rec); err != nil {
 		return err
