@@ -17,6 +17,9 @@ type composeSpec struct {
 	pod      compose.PodInfo // NodeName and VolumeID are filled in
 	target   string
 	readOnly bool
+	// ephemeral volumes cannot outlive a reboot, so their metadata is
+	// written atomically but not synced to disk.
+	ephemeral bool
 }
 
 // compose resolves the LayerSet, pulls what the store lacks, renders the
@@ -43,11 +46,12 @@ func (n *NodeServer) compose(ctx context.Context, spec composeSpec) error {
 		diffIDs[i] = l.DiffID
 	}
 	_, err = n.cfg.Store.Mount(ctx, layers.VolumeSpec{
-		ID:       spec.volumeID,
-		Layers:   diffIDs,
-		Init:     files,
-		ReadOnly: spec.readOnly,
-		Target:   spec.target,
+		ID:        spec.volumeID,
+		Layers:    diffIDs,
+		Init:      files,
+		ReadOnly:  spec.readOnly,
+		Target:    spec.target,
+		Ephemeral: spec.ephemeral,
 	})
 	if err != nil {
 		return fmt.Errorf("compose LayerSet %q: %w", spec.layerSet, err)

@@ -93,11 +93,12 @@ func (n *NodeServer) publishEphemeral(ctx context.Context, req *csi.NodePublishV
 		return err
 	}
 	err = n.compose(ctx, composeSpec{
-		volumeID: id,
-		layerSet: rec.LayerSet,
-		pod:      podInfo(req.GetVolumeContext()),
-		target:   target,
-		readOnly: readOnly,
+		volumeID:  id,
+		layerSet:  rec.LayerSet,
+		pod:       podInfo(req.GetVolumeContext()),
+		target:    target,
+		readOnly:  readOnly,
+		ephemeral: true,
 	})
 	if err != nil {
 		if prev != nil {

@@ -142,8 +142,10 @@ func (s stateDir) read(path string) (*volumeRecord, error) {
 	return r, nil
 }
 
-// save replaces the record: temporary file, fsync, rename, fsync of the
-// directory, so a crash leaves the old record or the new one.
+// save replaces the record: temporary file, rename, so a crash leaves the
+// old record or the new one. Records of persistent volumes are also synced
+// (the file, then the directory), as they must outlive a reboot; those of
+// inline volumes need not, since the volume itself cannot.
 func (s stateDir) save(r *volumeRecord) error {
 	r.Updated = time.Now().UTC()
 	b, err := json.MarshalIndent(r, "", "  ")
@@ -157,8 +159,9 @@ func (s stateDir) save(r *volumeRecord) error {
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // a no-op once renamed
+	durable := r.Kind == kindPersistent
 	_, err = f.Write(b)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -167,7 +170,7 @@ func (s stateDir) save(r *volumeRecord) error {
 	if err == nil {
 		err = os.Rename(tmp, path)
 	}
-	if err == nil {
+	if err == nil && durable {
 		err = syncDir(s.dir)
 	}
 	if err != nil {

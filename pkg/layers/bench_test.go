@@ -24,10 +24,21 @@ import (
 // a new volume (directories, init layer, lower file, record) and mount it,
 // beside the bare fsopen/fsconfig mount of the same chain made inline. The
 // two alternate each iteration; x-raw is ours over the baseline.
+//
+// Persistent volumes sync their metadata to disk (one batched flush);
+// ephemeral ones, which cannot outlive a reboot, do not.
 func BenchmarkComposeMount(b *testing.B) {
 	needRoot(b)
-	for _, n := range []int{1, 10, 100, 499} { // 499 + the init layer = 500 lowers
-		b.Run(fmt.Sprintf("layers=%d", n+1), func(b *testing.B) {
+	for _, c := range []struct {
+		n         int
+		ephemeral bool
+	}{{1, true}, {10, true}, {100, true}, {499, true}, {1, false}, {100, false}} { // 499 + the init layer = 500 lowers
+		n, ephemeral := c.n, c.ephemeral
+		kind := "persistent"
+		if ephemeral {
+			kind = "ephemeral"
+		}
+		b.Run(fmt.Sprintf("%s/layers=%d", kind, n+1), func(b *testing.B) {
 			s := openStore(b, overlay.ModeAuto)
 			img := pull(b, s, syntheticImage(b, n))
 			chain := chainOf(img)
@@ -54,7 +65,7 @@ func BenchmarkComposeMount(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				id := fmt.Sprintf("bench-%d", i)
 				start := time.Now()
-				if _, err := s.Mount(ctx, VolumeSpec{ID: id, Layers: chain, Init: init, Target: target}); err != nil {
+				if _, err := s.Mount(ctx, VolumeSpec{ID: id, Layers: chain, Init: init, Target: target, Ephemeral: ephemeral}); err != nil {
 					b.Fatal(err)
 				}
 				ours += time.Since(start)

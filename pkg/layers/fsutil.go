@@ -41,13 +41,15 @@ func validLinkID(s string) bool {
 // writeFileAtomic writes data to path through a temporary file in the same
 // directory: fsync, then rename, so readers see the old or the new content.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	return writeFilesAtomic(map[string][]byte{path: data}, perm)
+	return writeFilesAtomic(map[string][]byte{path: data}, perm, true)
 }
 
 // writeFilesAtomic writes several files as writeFileAtomic does, but syncs
 // them concurrently: the journal commits them together, so a volume's
-// metadata costs one disk flush rather than one per file.
-func writeFilesAtomic(files map[string][]byte, perm os.FileMode) error {
+// metadata costs one disk flush rather than one per file. Without durable
+// it only renames: atomic for readers and across a process crash, not
+// across a power loss.
+func writeFilesAtomic(files map[string][]byte, perm os.FileMode, durable bool) error {
 	tmps := make(map[string]*os.File, len(files))
 	defer func() {
 		for _, f := range tmps {
@@ -70,6 +72,9 @@ func writeFilesAtomic(files map[string][]byte, perm os.FileMode) error {
 	}
 	var g errgroup.Group
 	for path, f := range tmps {
+		if !durable {
+			break
+		}
 		g.Go(func() error {
 			if err := f.Sync(); err != nil {
 				return fmt.Errorf("sync %s: %w", path, err)

@@ -76,6 +76,7 @@ func (s *Store) GC(ctx context.Context, maxBytes int64) (GCResult, error) {
 			return res, fmt.Errorf("remove layer %s: %w", l.DiffID, err)
 		}
 		os.Remove(s.path(linkDir, l.LinkID))
+		s.links.Delete(filepath.Base(l.Dir))
 		res.Removed = append(res.Removed, l)
 		res.FreedBytes += l.Size
 		res.KeptBytes -= l.Size

@@ -74,6 +74,20 @@ func readLink(dir string) (string, error) {
 	return id, nil
 }
 
+// layerLink returns a stored layer's short id, from memory after the first
+// time: a mount of a long chain would otherwise read one file per layer.
+func (s *Store) layerLink(name string) (string, error) {
+	if id, ok := s.links.Load(name); ok {
+		return id.(string), nil
+	}
+	id, err := readLink(s.path(name))
+	if err != nil {
+		return "", err
+	}
+	s.links.Store(name, id)
+	return id, nil
+}
+
 // reserveLink creates l/<new id> -> ../<dirName>/diff and returns the id.
 // Creating the symlink is the collision check: a taken id fails with EEXIST
 // and another is drawn.

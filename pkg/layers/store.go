@@ -58,6 +58,9 @@ type Store struct {
 	// in this process; flock on dir/.lock does the same across processes.
 	mu      sync.RWMutex
 	imports singleflight.Group
+	// links caches layer directory name -> short id. A layer keeps its id
+	// for as long as it exists; GC forgets the ids of layers it removes.
+	links sync.Map
 }
 
 // Open opens or creates the store under opts.Root and repairs what an

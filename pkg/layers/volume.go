@@ -40,6 +40,10 @@ type VolumeSpec struct {
 	ReadOnly bool
 	// Target is where to mount; empty means the volume's merged/ directory.
 	Target string
+	// Ephemeral volumes cannot outlive a reboot, so their metadata is
+	// written atomically (temp, rename) but not synced: a pod start does
+	// not wait for the disk. Persistent volumes' metadata is synced.
+	Ephemeral bool
 }
 
 // Volume is the record the store keeps for a volume, in <vol>/volume.json.
@@ -136,9 +140,9 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 	vol.ReadOnly, vol.Target = spec.ReadOnly, target
 	var lowers []string
 	if fresh {
-		lowers, err = s.createVolume(name, vol, chain, spec.Init)
+		lowers, err = s.createVolume(name, vol, chain, spec.Init, !spec.Ephemeral)
 	} else {
-		lowers, err = s.refreshVolume(name, vol, chain, spec.Init)
+		lowers, err = s.refreshVolume(name, vol, chain, spec.Init, !spec.Ephemeral)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("compose volume %q: %w", spec.ID, err)
@@ -186,7 +190,7 @@ func (s *Store) chainLinks(layers []v1.Hash) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		id, err := readLink(s.path(name))
+		id, err := s.layerLink(name)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w: %s", ErrLayerMissing, l)
 		}
@@ -202,7 +206,7 @@ func (s *Store) chainLinks(layers []v1.Hash) ([]string, error) {
 // metadata synced together, and renames them into place, the init layer
 // first: a crash leaves no volume, or one whole. It returns the lowers,
 // uppermost first.
-func (s *Store) createVolume(name string, vol *Volume, chain []string, init []InitFile) (lowers []string, err error) {
+func (s *Store) createVolume(name string, vol *Volume, chain []string, init []InitFile, durable bool) (lowers []string, err error) {
 	initStage, err := s.stageDir(name+initSuffix, diffName)
 	if err != nil {
 		return nil, err
@@ -242,7 +246,7 @@ func (s *Store) createVolume(name string, vol *Volume, chain []string, init []In
 		filepath.Join(volStage, linkName):   []byte(volID),
 		filepath.Join(volStage, lowerName):  []byte(strings.Join(lowers, ":")),
 		filepath.Join(volStage, recordName): record,
-	}, 0o644)
+	}, 0o644, durable)
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +262,7 @@ func (s *Store) createVolume(name string, vol *Volume, chain []string, init []In
 
 // refreshVolume prepares an existing volume for another mount: new init
 // files, and the chain of this mount, which may differ from the last one.
-func (s *Store) refreshVolume(name string, vol *Volume, chain []string, init []InitFile) ([]string, error) {
+func (s *Store) refreshVolume(name string, vol *Volume, chain []string, init []InitFile, durable bool) ([]string, error) {
 	if err := s.writeInitLayer(name+initSuffix, init); err != nil {
 		return nil, err
 	}
@@ -285,7 +289,7 @@ func (s *Store) refreshVolume(name string, vol *Volume, chain []string, init []I
 			changed[path] = data
 		}
 	}
-	return lowers, writeFilesAtomic(changed, 0o644)
+	return lowers, writeFilesAtomic(changed, 0o644, durable)
 }
 
 // stageDir makes a directory in staging with the given subdirectories.

@@ -24,7 +24,7 @@ type chartCase struct {
 
 func chartCases() []chartCase {
 	return []chartCase{
-		{name: "defaults"},
+		{name: "defaults, no StorageClass"},
 		{
 			name:   "k3s kubelet path",
 			files:  []string{"ci/k3s-values.yaml"},
@@ -48,9 +48,9 @@ func chartCases() []chartCase {
 			expect: func(w *want) { w.registrar = false },
 		},
 		{
-			name:   "no StorageClass",
-			files:  []string{"ci/no-storageclass-values.yaml"},
-			expect: func(w *want) { w.storageClass = false },
+			name:   "StorageClass of one LayerSet",
+			files:  []string{"ci/storageclass-values.yaml"},
+			expect: func(w *want) { w.storageClass = map[string]string{"layerSet": "demo", "upperSizeHint": "1Gi"} },
 		},
 		{
 			name:   "CRDs managed elsewhere",
@@ -144,6 +144,8 @@ func TestChartRejects(t *testing.T) {
 		{"replicas without leader election", []string{"controller.replicas=2", "controller.leaderElection.enabled=false"},
 			[]string{"controller.replicas > 1 needs controller.leaderElection.enabled"}},
 		{"not a digest", []string{"image.digest=latest"}, []string{"digest"}},
+		{"StorageClass without a LayerSet", []string{"storageClass.create=true"}, []string{"layerSet"}},
+		{"size hint that is no quantity", []string{"storageClass.create=true", "storageClass.layerSet=demo", "storageClass.upperSizeHint=big"}, []string{"upperSizeHint"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

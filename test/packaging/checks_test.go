@@ -36,8 +36,10 @@ type want struct {
 	provisioner   bool // csi-provisioner sidecar, else --provisioner
 	leaderElect   bool
 	replicas      int32
-	storageClass  bool
-	crds          bool
+	// storageClass holds the parameters of the chart's StorageClass; nil:
+	// no class.
+	storageClass map[string]string
+	crds         bool
 	// referenced lists the namespaces ConfigMap and Secret access is
 	// confined to; empty means get in every namespace.
 	referenced []string
@@ -56,7 +58,6 @@ func defaults(t *testing.T) want {
 		provisioner:   true,
 		leaderElect:   true,
 		replicas:      1,
-		storageClass:  true,
 		crds:          true,
 	}
 }
@@ -181,15 +182,16 @@ func checkNodeDaemonSet(t *testing.T, in *installation, w want) {
 		}
 	}
 	args := plugin.Args
-	wantArgs := []string{"node", "--node-id=$(NODE_NAME)", "--root=" + w.storeDir}
-	if w.registrar {
-		wantArgs = append(wantArgs, "--endpoint=unix:///csi/csi.sock")
-	} else {
-		// The kubelet dials what the plugin announces: its host path.
-		wantArgs = append(wantArgs, "--endpoint=unix://"+pluginDir+"/csi.sock", "--registration-dir=/registration")
+	wantArgs := []string{"node", "--endpoint=unix:///csi/csi.sock", "--node-id=$(NODE_NAME)", "--root=" + w.storeDir}
+	if !w.registrar {
+		// The kubelet dials what the plugin announces: the socket's host path.
+		wantArgs = append(wantArgs, "--registration-dir=/registration", "--kubelet-registration-path="+pluginDir+"/csi.sock")
 		if vm := mount(plugin, "registration-dir"); vm == nil || vm.MountPath != "/registration" {
 			t.Errorf("built-in registration without registration-dir mounted at /registration: %+v", vm)
 		}
+	}
+	if w.registrar && slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--registration-dir") }) {
+		t.Errorf("plugin args %q: --registration-dir next to the registrar sidecar registers the driver twice", args)
 	}
 	if !w.livenessProbe {
 		wantArgs = append(wantArgs, "--health-address=:9809")
@@ -436,18 +438,21 @@ func checkRBAC(t *testing.T, in *installation, w want) {
 }
 
 func checkStorageClass(t *testing.T, in *installation, w want) {
-	sc := in.storageClasses["layerset"]
-	if !w.storageClass {
+	if w.storageClass == nil {
 		if len(in.storageClasses) > 0 {
 			t.Errorf("StorageClasses %v, want none", slices.Sorted(maps.Keys(in.storageClasses)))
 		}
 		return
 	}
+	sc := in.storageClasses["layerset"]
 	if sc == nil {
 		t.Fatalf("no StorageClass layerset among %v", slices.Sorted(maps.Keys(in.storageClasses)))
 	}
 	if sc.Provisioner != driverName {
 		t.Errorf("provisioner %q, want %q", sc.Provisioner, driverName)
+	}
+	if !reflect.DeepEqual(sc.Parameters, w.storageClass) {
+		t.Errorf("parameters %v, want %v", sc.Parameters, w.storageClass)
 	}
 	if sc.VolumeBindingMode == nil || *sc.VolumeBindingMode != storagev1.VolumeBindingWaitForFirstConsumer {
 		t.Errorf("volumeBindingMode %v, want WaitForFirstConsumer: a volume lives on its pod's node", deref(sc.VolumeBindingMode))

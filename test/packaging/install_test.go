@@ -134,13 +134,13 @@ func TestInstall(t *testing.T) {
 	addPrinterColumn(t, filepath.Join(upgraded, "files", "crds", "layerset.io_layersets.yaml"), "Upgraded")
 	c.helmRun(t, "upgrade", release, upgraded, "--namespace", namespace,
 		"-f", filepath.Join(chart, "ci", "microk8s-values.yaml"),
-		"-f", filepath.Join(chart, "ci", "no-storageclass-values.yaml"),
+		"-f", filepath.Join(chart, "ci", "storageclass-values.yaml"),
 		"--set", "sidecars.nodeDriverRegistrar.enabled=false", "--set", "controller.replicas=2")
 	t.Run("upgrade", func(t *testing.T) {
 		in := readInstallation(ctx, t, c.client)
 		w := defaults(t)
 		w.kubeletDir = "/var/snap/microk8s/common/var/lib/kubelet"
-		w.storageClass = false
+		w.storageClass = map[string]string{"layerSet": "demo", "upperSizeHint": "1Gi"}
 		w.registrar = false
 		w.replicas = 2
 		t.Run("CSIDriver", func(t *testing.T) { checkCSIDriver(t, in) })
