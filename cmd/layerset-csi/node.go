@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,12 +11,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/layerset/layerset-csi/internal/version"
 	"github.com/layerset/layerset-csi/pkg/catalog"
+	"github.com/layerset/layerset-csi/pkg/compose"
 	"github.com/layerset/layerset-csi/pkg/driver"
 	"github.com/layerset/layerset-csi/pkg/health"
+	"github.com/layerset/layerset-csi/pkg/nodeagent"
 	"github.com/layerset/layerset-csi/pkg/registration"
 )
 
@@ -35,6 +38,7 @@ type nodeFlags struct {
 	registrationDir string
 	kubeletEndpoint string
 	controller      bool
+	cacheMaxBytes   string
 }
 
 func newNodeCommand() *cobra.Command {
@@ -43,8 +47,10 @@ func newNodeCommand() *cobra.Command {
 		Use:   "node --endpoint unix:///PATH.sock --layersets DIR [flags]",
 		Short: "Serve the CSI node service: compose pod volumes from LayerSets",
 		Long: "Serve the CSI Identity and Node services on --endpoint. Volumes are composed from LayerSets\n" +
-			"read from the YAML files in --layersets (standalone mode), their layers cached in the store\n" +
-			"under --root. On start, the volumes recorded in the state directory are reconciled with the\n" +
+			"read from the YAML files in --layersets (standalone mode) or, without it, from the LayerSet\n" +
+			"objects of the cluster (cluster mode, which also prefetches layers, reports this node's cache in\n" +
+			"its NodeCache object, keeps the cache under --cache-max-bytes and removes the uppers of deleted\n" +
+			"PersistentVolumes). Layers are cached in the store under --root. On start, the volumes recorded in the state directory are reconciled with the\n" +
 			"mount table, so the plugin can be restarted, or killed, at any time.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runNode(cmd.Context(), f) },
@@ -55,8 +61,9 @@ func newNodeCommand() *cobra.Command {
 	fs.StringVar(&f.nodeID, "node-id", "", "node name, as kubelet knows it (default: the host name)")
 	fs.StringVar(&f.driverName, "driver-name", driver.DefaultDriverName, "CSI driver name")
 	fs.StringVar(&f.stateDir, "state-dir", "", "where per-volume records live (default: ROOT/csi)")
-	fs.StringVar(&f.layerSets, "layersets", "", "folder of LayerSet YAML files (standalone mode)")
-	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for reading LayerSets from the cluster (with the CRD support)")
+	fs.StringVar(&f.layerSets, "layersets", "", "standalone mode: folder of LayerSet YAML files instead of the Kubernetes API")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "cluster mode: kubeconfig file (default: the pod's service account)")
+	fs.StringVar(&f.cacheMaxBytes, "cache-max-bytes", "0", "cluster mode: keep the layer cache under this size (e.g. 50Gi), removing unused layers least recently used first; 0 means no limit")
 	fs.StringVar(&f.metricsAddress, "metrics-address", "", "host:port serving /metrics, e.g. :9808 (default: none)")
 	fs.StringVar(&f.healthAddress, "health-address", "", "host:port serving /healthz, e.g. :9809 (default: none)")
 	fs.StringVar(&f.registrationDir, "registration-dir", "", "kubelet's plugin registration folder, e.g. /registration; when set, the plugin registers itself with kubelet")
@@ -68,11 +75,9 @@ func newNodeCommand() *cobra.Command {
 
 func runNode(ctx context.Context, f nodeFlags) error {
 	log := klog.FromContext(ctx)
-	if f.layerSets == "" {
-		// TODO(lead): with the CRD support, build catalog.StartCluster from
-		// --kubeconfig (or the in-cluster config) and catalog.KeyReader here.
-		return errors.New("--layersets DIR is required: reading LayerSets from the Kubernetes API comes with the CRD support; " +
-			"until then give a folder of LayerSet YAML files")
+	budget, err := resource.ParseQuantity(f.cacheMaxBytes)
+	if err != nil {
+		return fmt.Errorf("--cache-max-bytes %q: %w (use bytes or a quantity such as 50Gi)", f.cacheMaxBytes, err)
 	}
 	if f.nodeID == "" {
 		host, err := os.Hostname()
@@ -100,11 +105,29 @@ func runNode(ctx context.Context, f nodeFlags) error {
 	if err != nil {
 		return err
 	}
-	cat, err := catalog.NewDir(ctx, f.layerSets, f.store.sourceOptions())
-	if err != nil {
-		return err
+	var (
+		cat  catalog.Catalog
+		keys compose.KeyReader
+		mgr  ctrl.Manager
+	)
+	if f.layerSets != "" {
+		dir, err := catalog.NewDir(ctx, f.layerSets, f.store.sourceOptions())
+		if err != nil {
+			return err
+		}
+		defer dir.Close()
+		cat = dir
+	} else {
+		cfg, err := restConfig(f.kubeconfig)
+		if err != nil {
+			return err
+		}
+		if mgr, err = nodeagent.NewManager(cfg, nodeagent.ManagerOptions{NodeName: f.nodeID}); err != nil {
+			return err
+		}
+		cat = catalog.NewCluster(mgr.GetCache(), mgr.GetAPIReader(), f.store.sourceOptions())
+		keys = catalog.KeyReader(mgr.GetAPIReader())
 	}
-	defer cat.Close()
 	node, err := driver.NewNodeServer(ctx, driver.Config{
 		DriverName: f.driverName,
 		Version:    version.Get(),
@@ -113,6 +136,7 @@ func runNode(ctx context.Context, f nodeFlags) error {
 		StateDir:   f.stateDir,
 		Store:      store,
 		Catalog:    cat,
+		Keys:       keys,
 		Metrics:    reg,
 	})
 	if err != nil {
@@ -134,6 +158,19 @@ func runNode(ctx context.Context, f nodeFlags) error {
 	log.Info("Serving CSI node", "endpoint", socket, "nodeID", f.nodeID, "root", root, "layerSets", f.layerSets, "version", version.Get())
 
 	g, ctx := errgroup.WithContext(ctx)
+	if mgr != nil {
+		err := nodeagent.Setup(mgr, nodeagent.Options{
+			NodeName: f.nodeID, Store: store, Catalog: cat, CacheMaxBytes: budget.Value(), Sweeper: node, DriverName: f.driverName,
+		})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return mgr.Start(ctx) })
+		// Serve once LayerSets are listed, so the first calls see them.
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return fmt.Errorf("listing LayerSets from the API server: %w", context.Cause(ctx))
+		}
+	}
 	g.Go(func() error {
 		return driver.Serve(ctx, lis, driver.ServerOptions{DriverName: f.driverName, Version: version.Get(), Metrics: reg}, services...)
 	})
