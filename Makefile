@@ -28,7 +28,8 @@ lint: ## gofmt and go vet
 generate: ## deepcopy and CRD manifests from kubebuilder markers (controller-gen, pinned in go.mod)
 	$(GO) tool controller-gen object paths=./pkg/apis/...
 	$(GO) tool controller-gen crd paths=./pkg/apis/... output:crd:dir=config/crd
-	$(GO) tool controller-gen rbac:roleName=layerset-controller paths=./pkg/controller/... output:rbac:dir=config/rbac
+	$(GO) tool controller-gen rbac:roleName=layerset-controller paths="./pkg/controller/...;./pkg/provisioner/..." output:rbac:dir=config/rbac/controller
+	$(GO) tool controller-gen rbac:roleName=layerset-node paths=./pkg/nodeagent/... output:rbac:dir=config/rbac/node
 	bash hack/render-deploy.sh
 
 verify-generated: generate ## fail when generated files are stale

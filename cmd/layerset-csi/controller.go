@@ -18,6 +18,7 @@ import (
 	"github.com/layerset/layerset-csi/pkg/controller"
 	"github.com/layerset/layerset-csi/pkg/driver"
 	"github.com/layerset/layerset-csi/pkg/health"
+	"github.com/layerset/layerset-csi/pkg/provisioner"
 	"github.com/layerset/layerset-csi/pkg/source"
 )
 
@@ -110,7 +111,7 @@ func runController(ctx context.Context, f controllerFlags) error {
 		if mgr == nil {
 			return fmt.Errorf("--provisioner needs cluster mode: it creates PersistentVolumes, and --layersets runs without Kubernetes")
 		}
-		if err := setupProvisioner(mgr, f.driverName, cs); err != nil {
+		if err := provisioner.Setup(mgr, provisioner.Options{DriverName: f.driverName, Controller: cs}); err != nil {
 			return err
 		}
 	}
@@ -157,9 +158,4 @@ func runController(ctx context.Context, f controllerFlags) error {
 		}
 	}
 	return g.Wait()
-}
-
-// setupProvisioner adds the built-in provisioner to the manager.
-func setupProvisioner(mgr ctrl.Manager, driverName string, cs *driver.ControllerServer) error {
-	return fmt.Errorf("the built-in provisioner is not available in this build")
 }

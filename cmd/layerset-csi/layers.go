@@ -93,7 +93,7 @@ func newGCCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := s.GC(cmd.Context(), budget.Value())
+			res, err := s.GC(cmd.Context(), budget.Value(), nil)
 			if err != nil {
 				return err
 			}

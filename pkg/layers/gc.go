@@ -52,7 +52,9 @@ func (s *Store) layerUsers() (map[string]int, error) {
 
 // GC removes layers no volume uses, least recently used first, until the
 // store holds at most maxBytes. maxBytes 0 removes every unused layer.
-func (s *Store) GC(ctx context.Context, maxBytes int64) (GCResult, error) {
+// Layers for which spare returns true are kept as if in use (a node keeps
+// what it was asked to prefetch); spare may be nil.
+func (s *Store) GC(ctx context.Context, maxBytes int64, spare func(Layer) bool) (GCResult, error) {
 	var res GCResult
 	unlock, err := s.lock(true)
 	if err != nil {
@@ -70,7 +72,7 @@ func (s *Store) GC(ctx context.Context, maxBytes int64) (GCResult, error) {
 	for _, l := range all {
 		res.KeptBytes += l.Size
 	}
-	victims := gcVictims(all, res.KeptBytes, maxBytes)
+	victims := gcVictims(all, res.KeptBytes, maxBytes, spare)
 	for _, l := range victims {
 		if err := s.removeAll(ctx, l.Dir); err != nil {
 			return res, fmt.Errorf("remove layer %s: %w", l.DiffID, err)
@@ -85,12 +87,13 @@ func (s *Store) GC(ctx context.Context, maxBytes int64) (GCResult, error) {
 	return res, nil
 }
 
-// gcVictims picks unused layers, least recently used first, until total
-// fits in budget. It is pure so the policy can be tested on its own.
-func gcVictims(layers []Layer, total, budget int64) []Layer {
+// gcVictims picks unused, unspared layers, least recently used first,
+// until total fits in budget. It is pure so the policy can be tested on
+// its own.
+func gcVictims(layers []Layer, total, budget int64, spare func(Layer) bool) []Layer {
 	var unused []Layer
 	for _, l := range layers {
-		if l.Users == 0 {
+		if l.Users == 0 && (spare == nil || !spare(l)) {
 			unused = append(unused, l)
 		}
 	}

@@ -29,8 +29,12 @@ func TestGCVictims(t *testing.T) {
 		{budget: 1150, want: []string{"oldest", "older"}},
 		{budget: 0, want: []string{"oldest", "older", "recent"}}, // never the layer in use
 	}
+	spareOldest := func(l Layer) bool { return l.DiffID == "oldest" }
+	if got := gcVictims(all, total, 0, spareOldest); len(got) != 2 || got[0].DiffID != "older" || got[1].DiffID != "recent" {
+		t.Errorf("with oldest spared: removed %v, want older and recent", got)
+	}
 	for _, tt := range tests {
-		got := gcVictims(all, total, tt.budget)
+		got := gcVictims(all, total, tt.budget, nil)
 		var names []string
 		for _, l := range got {
 			names = append(names, l.DiffID)

@@ -399,7 +399,7 @@ func TestUsersRebuiltAfterRestartAndGC(t *testing.T) {
 			t.Errorf("layer %s: %d users, want %d", l.DiffID, l.Users, want)
 		}
 	}
-	res, err := s2.GC(ctx, 0)
+	res, err := s2.GC(ctx, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -138,7 +138,7 @@ func (a *agent) collect(ctx context.Context, keep map[string]bool) {
 		return
 	}
 	defer a.importMu.Unlock()
-	res, err := collectGarbage(ctx, a.opts.Store, a.opts.CacheMaxBytes, keep)
+	res, err := collectGarbage(ctx, a.opts.Store, a.opts.CacheMaxBytes, keep, a.now().Add(-a.opts.MinLayerAge))
 	if err != nil {
 		logger.Error(err, "Cannot collect unused layers", "budgetBytes", a.opts.CacheMaxBytes)
 		return

@@ -15,6 +15,7 @@ import (
 const (
 	DefaultResyncInterval = 30 * time.Second
 	DefaultSweepInterval  = 5 * time.Minute
+	DefaultMinLayerAge    = 10 * time.Minute
 )
 
 // Sweeper removes the kept uppers of persistent volumes that no longer
@@ -35,6 +36,12 @@ type Options struct {
 	// CacheMaxBytes is the size garbage collection keeps the store under;
 	// 0 means no limit and no collection.
 	CacheMaxBytes int64
+	// MinLayerAge spares from collection the layers imported or released
+	// less than this long ago. A volume being staged imports its layers
+	// before it mounts them, and until then they look unused; a kubelet
+	// retry after a slow pull can take minutes to come. Default
+	// DefaultMinLayerAge.
+	MinLayerAge time.Duration
 	// Sweeper removes uppers of deleted PersistentVolumes; nil turns the
 	// sweep off.
 	Sweeper Sweeper
@@ -63,8 +70,9 @@ func (o *Options) setDefaults() error {
 	if o.CacheMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("cache budget %d bytes is negative; use 0 for no limit", o.CacheMaxBytes))
 	}
-	if o.ResyncInterval < 0 || o.SweepInterval < 0 {
-		errs = append(errs, fmt.Errorf("intervals must not be negative (resync %s, sweep %s)", o.ResyncInterval, o.SweepInterval))
+	if o.ResyncInterval < 0 || o.SweepInterval < 0 || o.MinLayerAge < 0 {
+		errs = append(errs, fmt.Errorf("durations must not be negative (resync %s, sweep %s, minimum layer age %s)",
+			o.ResyncInterval, o.SweepInterval, o.MinLayerAge))
 	}
 	if o.DriverName == "" {
 		o.DriverName = driver.DefaultDriverName
@@ -74,6 +82,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.SweepInterval == 0 {
 		o.SweepInterval = DefaultSweepInterval
+	}
+	if o.MinLayerAge == 0 {
+		o.MinLayerAge = DefaultMinLayerAge
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("node agent: %w", errors.Join(errs...))

@@ -61,13 +61,15 @@ func TestPlan(t *testing.T) {
 		name:   "prefetched and cached",
 		v:      view{nodeLabels: gpu, layerSets: []v1alpha1.LayerSet{testLayerSet("tools", []string{"a", "b"}, prefetchOn(gpu))}, stored: stored(map[string]int64{"a": 10, "b": 5, "x": 1})},
 		want:   []v1alpha1.NodeLayerSetStatus{{Name: "tools", ChainID: "chain-of-a+b", Ready: true}},
-		layers: 3, bytes: 16,
+		layers: 3,
+		bytes:  16,
 	}, {
 		name:    "prefetched, layers missing: pulled",
 		v:       view{nodeLabels: gpu, layerSets: []v1alpha1.LayerSet{testLayerSet("tools", []string{"a", "b", "c"}, prefetchOn(gpu))}, stored: stored(map[string]int64{"b": 5})},
 		want:    []v1alpha1.NodeLayerSetStatus{{Name: "tools", ChainID: "chain-of-a+b+c", Missing: 2}},
 		jobs:    []job{{"tools", "chain-of-a+b+c"}},
-		layers:  1, bytes: 5,
+		layers:  1,
+		bytes:   5,
 		message: "2 of 3 layers are not in the cache; waiting to pull them",
 	}, {
 		name: "pulling",
@@ -120,7 +122,8 @@ func TestPlan(t *testing.T) {
 		v: view{nodeLabels: gpu, layerSets: []v1alpha1.LayerSet{testLayerSet("app", []string{"a", "b"})},
 			stored: stored(map[string]int64{"a": 1, "b": 1}), volumes: [][]string{{"a", "b"}}},
 		want:   []v1alpha1.NodeLayerSetStatus{{Name: "app", ChainID: "chain-of-a+b", Ready: true}},
-		layers: 2, bytes: 2,
+		layers: 2,
+		bytes:  2,
 	}, {
 		name: "a volume of another chain, or of part of this one, does not count",
 		v: view{nodeLabels: gpu, layerSets: []v1alpha1.LayerSet{testLayerSet("app", []string{"a", "b"})},
@@ -145,7 +148,8 @@ func TestPlan(t *testing.T) {
 			{Name: "alpha", ChainID: "chain-of-a", Ready: true},
 			{Name: "zeta", ChainID: "chain-of-a", Ready: true},
 		},
-		layers: 1, bytes: 7,
+		layers: 1,
+		bytes:  7,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.v.budget = 1 << 30

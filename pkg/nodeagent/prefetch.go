@@ -2,6 +2,7 @@ package nodeagent
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -109,7 +110,10 @@ func (p *prefetcher) finish(j job, err error) {
 		return
 	}
 	if err == nil {
+		// Done until the reconciler, which the end of the pull wakes,
+		// finds layers missing again.
 		delete(p.state, j.name)
+		p.wanted = slices.DeleteFunc(p.wanted, func(w job) bool { return w == j })
 		return
 	}
 	st.Pulling = false

@@ -317,7 +317,7 @@ func wantNodeRules(everyNamespace bool) []string {
 		"layerset.io/nodecaches:create,get,list,patch,update,watch",
 		"layerset.io/nodecaches/status:patch,update",
 		"core/persistentvolumes:get,list,watch",
-		"core/nodes:get",
+		"core/nodes:get,list,watch",
 		"core/events:create,patch",
 		"events.k8s.io/events:create,patch",
 	}

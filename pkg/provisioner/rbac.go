@@ -1,0 +1,12 @@
+package provisioner
+
+// What the provisioner reads and writes, for the controller's ClusterRole.
+// Nodes are read one at a time, for the topology label of the node the
+// scheduler selected; claims are patched only to hand a claim back to the
+// scheduler.
+//
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;list;watch;create;delete;patch
+// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
