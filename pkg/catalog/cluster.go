@@ -14,11 +14,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/layerset/layerset-csi/internal/kubescheme"
 	"github.com/layerset/layerset-csi/pkg/apis/layerset/v1alpha1"
 	"github.com/layerset/layerset-csi/pkg/compose"
 	"github.com/layerset/layerset-csi/pkg/source"
@@ -77,11 +77,8 @@ func NewCluster(layerSets, api client.Reader, opts source.Options) *Cluster {
 // when ctx ends. Only LayerSets are watched; reading anything else through
 // the cache fails rather than starting a cluster-wide watch.
 func StartCluster(ctx context.Context, cfg *rest.Config, opts source.Options) (*Cluster, error) {
-	scheme := runtime.NewScheme()
-	if err := corev1.AddToScheme(scheme); err != nil {
-		return nil, err
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := kubescheme.New()
+	if err != nil {
 		return nil, err
 	}
 	c, err := cache.New(cfg, cache.Options{

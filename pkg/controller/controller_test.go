@@ -530,7 +530,7 @@ const controllerUser = "layerset-controller"
 // controllerUser, and returns cfg impersonating that user.
 func (e env) asController(cfg *rest.Config) *rest.Config {
 	e.t.Helper()
-	data, err := os.ReadFile("../../config/rbac/role.yaml")
+	data, err := os.ReadFile("../../config/rbac/controller/role.yaml")
 	if err != nil {
 		e.t.Fatalf("%v (run make generate)", err)
 	}

@@ -8,7 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -17,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/layerset/layerset-csi/pkg/apis/layerset/v1alpha1"
+	"github.com/layerset/layerset-csi/internal/kubescheme"
 )
 
 // LeaderElectionID names the Lease that replicas of the controller elect a
@@ -37,24 +36,12 @@ type ManagerOptions struct {
 	MetricsAddr, HealthAddr string
 }
 
-// NewScheme returns a scheme with the core types and the LayerSet API.
-func NewScheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	if err := corev1.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
 // NewManager returns a manager whose cache suits the reconciler: LayerSets
 // and NodeCaches in full; Nodes and Secrets as metadata only, and only the
 // Secrets of type kubernetes.io/dockerconfigjson. Managed fields are not
 // kept. Secret data is read through the manager's API reader.
 func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
-	scheme, err := NewScheme()
+	scheme, err := kubescheme.New()
 	if err != nil {
 		return nil, err
 	}

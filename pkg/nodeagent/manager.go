@@ -6,13 +6,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/layerset/layerset-csi/internal/kubescheme"
 	"github.com/layerset/layerset-csi/pkg/apis/layerset/v1alpha1"
 )
 
@@ -25,18 +25,6 @@ type ManagerOptions struct {
 	MetricsAddr, HealthAddr string
 }
 
-// NewScheme returns a scheme with the core types and the LayerSet API.
-func NewScheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	if err := corev1.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
 // NewManager returns a manager whose cache holds what one node's agent
 // reads, and no more, since every node runs one: its own Node and
 // NodeCache, all LayerSets, and of the PersistentVolumes only their names
@@ -47,7 +35,7 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 	if o.NodeName == "" {
 		return nil, errors.New("node agent: node name is empty")
 	}
-	scheme, err := NewScheme()
+	scheme, err := kubescheme.New()
 	if err != nil {
 		return nil, err
 	}

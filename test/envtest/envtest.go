@@ -14,13 +14,11 @@ import (
 	"path/filepath"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/layerset/layerset-csi/pkg/apis/layerset/v1alpha1"
+	"github.com/layerset/layerset-csi/internal/kubescheme"
 )
 
 // binaries are what envtest runs.
@@ -45,11 +43,8 @@ func Start(t testing.TB) (*rest.Config, client.Client) {
 		}
 		t.Skip(msg)
 	}
-	scheme := runtime.NewScheme()
-	if err := corev1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := kubescheme.New()
+	if err != nil {
 		t.Fatal(err)
 	}
 	env := &envtest.Environment{
