@@ -45,3 +45,4 @@ tools: ## build the Kubernetes test binaries, helm and csi-sanity into .cache/
 	bash hack/tools.sh
 
 include hack/packaging.mk
+include hack/e2e.mk

@@ -12,12 +12,16 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/layerset/layerset-csi/internal/version"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// controller-runtime logs through klog too, so its errors (a forbidden
+	// watch, a lost lease) reach the same log as ours.
+	ctrl.SetLogger(klog.NewKlogr())
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()
 	klog.Flush()

@@ -165,11 +165,10 @@ func runNode(ctx context.Context, f nodeFlags) error {
 		if err != nil {
 			return err
 		}
+		// Serving does not wait for the API server: kubelet must be able to
+		// unpublish and unstage even when the API is unreachable, and reads
+		// of LayerSets wait for the cache themselves.
 		g.Go(func() error { return mgr.Start(ctx) })
-		// Serve once LayerSets are listed, so the first calls see them.
-		if !mgr.GetCache().WaitForCacheSync(ctx) {
-			return fmt.Errorf("listing LayerSets from the API server: %w", context.Cause(ctx))
-		}
 	}
 	g.Go(func() error {
 		return driver.Serve(ctx, lis, driver.ServerOptions{DriverName: f.driverName, Version: version.Get(), Metrics: reg}, services...)

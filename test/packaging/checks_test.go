@@ -341,7 +341,7 @@ func wantControllerRules(everyNamespace bool) []string {
 		"events.k8s.io/events:create,patch",
 	}
 	if everyNamespace {
-		r = append(r, "core/secrets:get")
+		r = append(r, "core/secrets:get,list,watch")
 	}
 	return r
 }
