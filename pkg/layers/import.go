@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
@@ -195,13 +194,4 @@ func syncfs(path string) error {
 		return fmt.Errorf("syncfs %s: %w", path, err)
 	}
 	return nil
-}
-
-// diffIDs returns the uncompressed digests of layers, in order.
-func diffIDs(layers []source.Layer) []v1.Hash {
-	out := make([]v1.Hash, len(layers))
-	for i, l := range layers {
-		out[i] = l.DiffID
-	}
-	return out
 }

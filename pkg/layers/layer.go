@@ -125,14 +125,10 @@ func (s *Store) readMeta(name string) (LayerMeta, error) {
 func (s *Store) touch(name string) error {
 	now := time.Now()
 	p := s.path(name, lastUsedName)
-	err := os.Chtimes(p, now, now)
-	if errors.Is(err, os.ErrNotExist) {
-		var f *os.File
-		if f, err = os.Create(p); err == nil {
-			err = f.Close()
-		}
+	if err := os.Chtimes(p, now, now); !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
-	return err
+	return touchFile(p)
 }
 
 // Layers lists the stored layers with their users: volumes, mounted or
