@@ -93,6 +93,34 @@ func writeFilesAtomic(files map[string][]byte, perm os.FileMode, durable bool) e
 	return nil
 }
 
+// writeStagedFiles writes files into a staging directory that nothing
+// else sees until it is renamed into place, which is what makes them
+// appear at once: they need no rename of their own. With durable, they
+// are synced concurrently before the caller's rename.
+func writeStagedFiles(files map[string][]byte, perm os.FileMode, durable bool) error {
+	var g errgroup.Group
+	for path, data := range files {
+		g.Go(func() error {
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+			if err != nil {
+				return err
+			}
+			_, err = f.Write(data)
+			if err == nil && durable {
+				err = f.Sync()
+			}
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("write %s: %w", path, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
 // syncDir makes a rename or create in dir durable.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)

@@ -240,7 +240,7 @@ func (s *Store) createVolume(name string, vol *Volume, chain []string, init []In
 	if err != nil {
 		return nil, err
 	}
-	err = writeFilesAtomic(map[string][]byte{
+	err = writeStagedFiles(map[string][]byte{
 		filepath.Join(initStage, linkName):  []byte(initID),
 		filepath.Join(initStage, lowerName): []byte(strings.Join(chain, ":")),
 		filepath.Join(volStage, linkName):   []byte(volID),
