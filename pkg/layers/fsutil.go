@@ -98,25 +98,34 @@ func writeFilesAtomic(files map[string][]byte, perm os.FileMode, durable bool) e
 // appear at once: they need no rename of their own. With durable, they
 // are synced concurrently before the caller's rename.
 func writeStagedFiles(files map[string][]byte, perm os.FileMode, durable bool) error {
-	var g errgroup.Group
-	for path, data := range files {
-		g.Go(func() error {
-			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-			if err != nil {
+	write := func(path string, data []byte) error {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(data)
+		if err == nil && durable {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		return nil
+	}
+	if !durable { // nothing to wait for: goroutines would only add cost
+		for path, data := range files {
+			if err := write(path, data); err != nil {
 				return err
 			}
-			_, err = f.Write(data)
-			if err == nil && durable {
-				err = f.Sync()
-			}
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("write %s: %w", path, err)
-			}
-			return nil
-		})
+		}
+		return nil
+	}
+	var g errgroup.Group
+	for path, data := range files {
+		g.Go(func() error { return write(path, data) })
 	}
 	return g.Wait()
 }
