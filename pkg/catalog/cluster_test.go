@@ -1,13 +1,11 @@
 package catalog_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"testing"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -251,7 +249,7 @@ func TestCluster(t *testing.T) {
 // startController runs the LayerSet controller until t ends.
 func startController(t *testing.T, cfg *rest.Config, opts source.Options) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
+	ctx := t.Context()
 	mgr, err := controller.NewManager(cfg, controller.ManagerOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -259,17 +257,5 @@ func startController(t *testing.T, cfg *rest.Config, opts source.Options) {
 	if err := controller.SetupWithManager(ctx, mgr, controller.Options{Source: opts}); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("controller: %v", err)
-			}
-		case <-time.After(envtest.Timeout):
-			t.Errorf("controller did not stop in %s", envtest.Timeout)
-		}
-	})
+	envtest.RunManager(t, ctx, mgr)
 }

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -192,19 +191,8 @@ func TestController(t *testing.T) {
 	if err := controller.SetupWithManager(ctx, mgr, opts); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("manager: %v", err)
-			}
-		case <-time.After(envtest.Timeout):
-			t.Errorf("manager did not stop in %s", envtest.Timeout)
-		}
-	})
+	envtest.RunManager(t, ctx, mgr)
+	t.Cleanup(cancel)
 	// A watch the role does not allow never syncs: fail fast on that.
 	syncCtx, syncDone := context.WithTimeout(ctx, envtest.Timeout)
 	defer syncDone()

@@ -1,7 +1,6 @@
 package nodeagent_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -68,7 +67,7 @@ func push(t *testing.T, reg *testimage.Registry, repoTag string, files ...string
 // and counts the nodes that hold them, as in a cluster.
 func runController(t *testing.T, cfg *rest.Config, opts source.Options) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	ctx := t.Context()
 	mgr, err := controller.NewManager(cfg, controller.ManagerOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -76,14 +75,7 @@ func runController(t *testing.T, cfg *rest.Config, opts source.Options) {
 	if err := controller.SetupWithManager(ctx, mgr, controller.Options{Source: opts}); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("controller: %v", err)
-		}
-	})
+	envtest.RunManager(t, ctx, mgr)
 }
 
 func layerSet(name, image string, prefetch map[string]string) *v1alpha1.LayerSet {
@@ -200,15 +192,7 @@ func TestNodeAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("node agent: %v", err)
-		}
-	})
+	envtest.RunManager(t, ctx, mgr)
 
 	t.Run("PrefetchAndReport", func(t *testing.T) {
 		ls := waitResolved(t, c, "tools")

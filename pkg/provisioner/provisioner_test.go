@@ -200,15 +200,7 @@ func TestProvisioner(t *testing.T) {
 	if err := provisioner.Setup(mgr, provisioner.Options{Controller: ctrlSrv}); err != nil {
 		t.Fatal(err)
 	}
-	mctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
+	envtest.RunManager(t, ctx, mgr)
 
 	e.create(
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
