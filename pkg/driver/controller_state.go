@@ -91,7 +91,7 @@ func (s createdVolumes) save(v *createdVolume) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s.dir, v.ID+".json", b); err != nil {
+	if err := writeFileAtomic(s.dir, v.ID+".json", b, true); err != nil {
 		return fmt.Errorf("save volume record: %w", err)
 	}
 	return nil
@@ -108,11 +108,11 @@ func (s createdVolumes) remove(id string) error {
 	return syncDir(s.dir)
 }
 
-// writeFileAtomic writes data to dir/name through a temporary file that
-// is synced, renamed into place, and followed by a sync of dir: after a
-// crash the file holds the old data or the new, and once writeFileAtomic
-// returns the new data survives one.
-func writeFileAtomic(dir, name string, data []byte) error {
+// writeFileAtomic writes data to dir/name through a temporary file renamed
+// into place: after a crash the file holds the old data or the new. With
+// durable, the file is synced before the rename and dir after it, so once
+// writeFileAtomic returns the new data also survives a power loss.
+func writeFileAtomic(dir, name string, data []byte, durable bool) error {
 	f, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
 		return err
@@ -120,7 +120,7 @@ func writeFileAtomic(dir, name string, data []byte) error {
 	tmp := f.Name()
 	defer os.Remove(tmp) // fails harmlessly once renamed
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -129,7 +129,7 @@ func writeFileAtomic(dir, name string, data []byte) error {
 	if err == nil {
 		err = os.Rename(tmp, filepath.Join(dir, name))
 	}
-	if err == nil {
+	if err == nil && durable {
 		err = syncDir(dir)
 	}
 	return err

@@ -153,27 +153,7 @@ func (s stateDir) save(r *volumeRecord) error {
 		return err
 	}
 	path := s.file(r.ID)
-	f, err := os.CreateTemp(s.dir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("save volume record: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // a no-op once renamed
-	durable := r.Kind == kindPersistent
-	_, err = f.Write(b)
-	if err == nil && durable {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil && durable {
-		err = syncDir(s.dir)
-	}
-	if err != nil {
+	if err := writeFileAtomic(s.dir, filepath.Base(path), b, r.Kind == kindPersistent); err != nil {
 		return fmt.Errorf("save volume record %s: %w", path, err)
 	}
 	return nil
