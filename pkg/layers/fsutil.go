@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 )
 
 // linkIDLen is the length of a short id: 16 random bytes in base32 without
@@ -99,18 +100,7 @@ func writeFilesAtomic(files map[string][]byte, perm os.FileMode, durable bool) e
 // are synced concurrently before the caller's rename.
 func writeStagedFiles(files map[string][]byte, perm os.FileMode, durable bool) error {
 	write := func(path string, data []byte) error {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-		if err != nil {
-			return err
-		}
-		_, err = f.Write(data)
-		if err == nil && durable {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := overwriteFile(path, data, perm, durable); err != nil {
 			return fmt.Errorf("write %s: %w", path, err)
 		}
 		return nil
@@ -128,6 +118,37 @@ func writeStagedFiles(files map[string][]byte, perm os.FileMode, durable bool) e
 		g.Go(func() error { return write(path, data) })
 	}
 	return g.Wait()
+}
+
+// overwriteFile writes data over what path holds, creating it if need be.
+// A spare skeleton's files are written over rather than truncated first:
+// ext4 flushes a file truncated to zero and rewritten when it is closed,
+// to protect applications that rewrite in place from losing both
+// versions, and that flush would put a disk write in every pod start.
+func overwriteFile(path string, data []byte, perm os.FileMode, durable bool) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, uint32(perm))
+	if err != nil {
+		return err
+	}
+	for off := 0; err == nil && off < len(data); {
+		var n int
+		n, err = unix.Pwrite(fd, data[off:], int64(off))
+		off += n
+	}
+	var st unix.Stat_t
+	if err == nil {
+		err = unix.Fstat(fd, &st)
+	}
+	if err == nil && st.Size > int64(len(data)) {
+		err = unix.Ftruncate(fd, int64(len(data)))
+	}
+	if err == nil && durable {
+		err = unix.Fsync(fd)
+	}
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // syncDir makes a rename or create in dir durable.

@@ -62,17 +62,25 @@ func (s *Store) writeInitLayer(dir string, files []InitFile) error {
 }
 
 // writeInitFiles writes files under dir through an os.Root, so no path can
-// leave it, not even through a symlink an earlier file created.
+// leave it, not even through a symlink an earlier file created. dir may
+// hold an earlier volume's init files (a spare skeleton's): what files do
+// not name is removed, and what they name is written over in place, which
+// spares the allocation of new inodes (see spare.go).
 func writeInitFiles(dir string, files []InitFile) error {
+	for _, f := range files {
+		if err := f.validate(); err != nil {
+			return err
+		}
+	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
+	if err := pruneInitTree(root, ".", initTreeShape(files)); err != nil {
+		return err
+	}
 	for _, f := range files {
-		if err := f.validate(); err != nil {
-			return err
-		}
 		if parent := filepath.Dir(f.Path); parent != "." {
 			if err := root.MkdirAll(parent, 0o755); err != nil {
 				return fmt.Errorf("init file %q: %w", f.Path, err)
@@ -82,14 +90,77 @@ func writeInitFiles(dir string, files []InitFile) error {
 		if mode == 0 {
 			mode = 0o644
 		}
-		if err := root.WriteFile(f.Path, f.Data, mode); err != nil {
-			return fmt.Errorf("init file %q: %w", f.Path, err)
-		}
-		// WriteFile's mode is filtered by the umask and not applied to an
-		// existing file; the spec's mode must hold exactly.
-		if err := root.Chmod(f.Path, mode); err != nil {
+		if err := overwriteInRoot(root, f.Path, f.Data, mode); err != nil {
 			return fmt.Errorf("init file %q: %w", f.Path, err)
 		}
 	}
 	return nil
+}
+
+// initTreeShape maps every path the files need to whether it is a
+// directory.
+func initTreeShape(files []InitFile) map[string]bool {
+	shape := map[string]bool{}
+	for _, f := range files {
+		shape[f.Path] = false
+		for d := path.Dir(f.Path); d != "."; d = path.Dir(d) {
+			shape[d] = true
+		}
+	}
+	return shape
+}
+
+// pruneInitTree removes under dir what shape has no place for, or has as
+// the other kind. The tree is one the store wrote: no symlinks to follow.
+func pruneInitTree(root *os.Root, dir string, shape map[string]bool) error {
+	d, err := root.Open(dir)
+	if err != nil {
+		return err
+	}
+	entries, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		p := path.Join(dir, e.Name())
+		isDir, wanted := shape[p]
+		switch {
+		case wanted && isDir && e.IsDir():
+			if err := pruneInitTree(root, p, shape); err != nil {
+				return err
+			}
+		case wanted && !isDir && e.Type().IsRegular():
+		default:
+			if err := root.RemoveAll(p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// overwriteInRoot writes data over the file at name, as overwriteFile
+// does, and sets its mode exactly: the umask filters a new file's, and an
+// existing file keeps its own.
+func overwriteInRoot(root *os.Root, name string, data []byte, mode os.FileMode) error {
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(data, 0)
+	var st os.FileInfo
+	if err == nil {
+		st, err = f.Stat()
+	}
+	if err == nil && st.Size() > int64(len(data)) {
+		err = f.Truncate(int64(len(data)))
+	}
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

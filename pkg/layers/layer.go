@@ -92,18 +92,27 @@ func (s *Store) layerLink(name string) (string, error) {
 // Creating the symlink is the collision check: a taken id fails with EEXIST
 // and another is drawn.
 func (s *Store) reserveLink(dirName string) (string, error) {
+	return s.reserveLinkPreferring(dirName, "")
+}
+
+// reserveLinkPreferring reserves id when it is free, else a fresh one: a
+// spare skeleton keeps the ids its link files already hold.
+func (s *Store) reserveLinkPreferring(dirName, id string) (string, error) {
 	for range 8 {
-		id, err := newLinkID()
-		if err != nil {
-			return "", err
+		if id == "" {
+			var err error
+			if id, err = newLinkID(); err != nil {
+				return "", err
+			}
 		}
-		err = os.Symlink(filepath.Join("..", dirName, diffName), s.path(linkDir, id))
+		err := os.Symlink(filepath.Join("..", dirName, diffName), s.path(linkDir, id))
 		if err == nil {
 			return id, nil
 		}
 		if !errors.Is(err, os.ErrExist) {
 			return "", fmt.Errorf("create short link for %s: %w", dirName, err)
 		}
+		id = ""
 	}
 	return "", fmt.Errorf("create short link for %s: no free id after 8 draws", dirName)
 }

@@ -17,7 +17,7 @@ import (
 // are dropped. It runs under the exclusive lock.
 func (s *Store) repair(ctx context.Context) error {
 	log := klog.FromContext(ctx)
-	for _, d := range []string{stagingDir, trashDir} {
+	for _, d := range []string{stagingDir, trashDir, spareDir} {
 		if err := emptyDir(s.path(d)); err != nil {
 			return err
 		}

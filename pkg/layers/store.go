@@ -46,6 +46,9 @@ type Options struct {
 	// NoSync skips the syncfs(2) that makes an imported layer durable before
 	// it becomes visible. Only for benchmarks and throwaway stores.
 	NoSync bool
+	// Spares bounds how many removed volumes' emptied directories are kept
+	// for new volumes to reuse. Zero means 32; negative keeps none.
+	Spares int
 }
 
 // Store is a layer store rooted at one directory. It is safe for concurrent
@@ -61,6 +64,9 @@ type Store struct {
 	// links caches layer directory name -> short id. A layer keeps its id
 	// for as long as it exists; GC forgets the ids of layers it removes.
 	links sync.Map
+
+	spareMu sync.Mutex
+	spares  []skeleton
 }
 
 // Open opens or creates the store under opts.Root and repairs what an
@@ -72,8 +78,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Parallel <= 0 {
 		opts.Parallel = defaultParallel
 	}
+	switch {
+	case opts.Spares == 0:
+		opts.Spares = defaultSpares
+	case opts.Spares < 0:
+		opts.Spares = 0
+	}
 	s := &Store{opts: opts, dir: filepath.Join(opts.Root, storeDir)}
-	for _, d := range []string{s.dir, s.path(linkDir), s.path(stagingDir), s.path(trashDir)} {
+	for _, d := range []string{s.dir, s.path(linkDir), s.path(stagingDir), s.path(trashDir), s.path(spareDir)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("create store directory: %w", err)
 		}

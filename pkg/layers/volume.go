@@ -202,29 +202,28 @@ func (s *Store) chainLinks(layers []v1.Hash) ([]string, error) {
 	return out, nil
 }
 
-// createVolume builds <vol>-init and <vol> complete in staging, their
-// metadata synced together, and renames them into place, the init layer
-// first: a crash leaves no volume, or one whole. It returns the lowers,
-// uppermost first.
+// createVolume fills a skeleton (see spare.go) with <vol>-init and <vol>,
+// their metadata synced together when durable, and renames them into
+// place, the init layer first: a crash leaves no volume, or one whole. It
+// returns the lowers, uppermost first.
 func (s *Store) createVolume(name string, vol *Volume, chain []string, init []InitFile, durable bool) (lowers []string, err error) {
-	initStage, err := s.stageDir(name+initSuffix, diffName)
+	sk, err := s.skeleton(name)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(initStage)
-	volStage, err := s.stageDir(name, diffName, workName, mergedName)
+	defer func() {
+		if err != nil {
+			sk.discard()
+		}
+	}()
+	if err := writeInitFiles(filepath.Join(sk.init, diffName), init); err != nil {
+		return nil, err
+	}
+	initID, err := s.reserveLinkPreferring(name+initSuffix, sk.initLink)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(volStage)
-	if err := writeInitFiles(filepath.Join(initStage, diffName), init); err != nil {
-		return nil, err
-	}
-	initID, err := s.reserveLink(name + initSuffix)
-	if err != nil {
-		return nil, err
-	}
-	volID, err := s.reserveLink(name)
+	volID, err := s.reserveLinkPreferring(name, sk.volLink)
 	if err != nil {
 		os.Remove(s.path(linkDir, initID))
 		return nil, err
@@ -240,20 +239,24 @@ func (s *Store) createVolume(name string, vol *Volume, chain []string, init []In
 	if err != nil {
 		return nil, err
 	}
-	err = writeStagedFiles(map[string][]byte{
-		filepath.Join(initStage, linkName):  []byte(initID),
-		filepath.Join(initStage, lowerName): []byte(strings.Join(chain, ":")),
-		filepath.Join(volStage, linkName):   []byte(volID),
-		filepath.Join(volStage, lowerName):  []byte(strings.Join(lowers, ":")),
-		filepath.Join(volStage, recordName): record,
-	}, 0o644, durable)
-	if err != nil {
+	files := map[string][]byte{
+		filepath.Join(sk.init, lowerName): []byte(strings.Join(chain, ":")),
+		filepath.Join(sk.vol, lowerName):  []byte(strings.Join(lowers, ":")),
+		filepath.Join(sk.vol, recordName): record,
+	}
+	if initID != sk.initLink {
+		files[filepath.Join(sk.init, linkName)] = []byte(initID)
+	}
+	if volID != sk.volLink {
+		files[filepath.Join(sk.vol, linkName)] = []byte(volID)
+	}
+	if err = writeStagedFiles(files, 0o644, durable); err != nil {
 		return nil, err
 	}
-	if err = os.Rename(initStage, s.path(name+initSuffix)); err != nil {
+	if err = os.Rename(sk.init, s.path(name+initSuffix)); err != nil {
 		return nil, err
 	}
-	if err = os.Rename(volStage, s.path(name)); err != nil {
+	if err = os.Rename(sk.vol, s.path(name)); err != nil {
 		s.removeAll(context.Background(), s.path(name+initSuffix))
 		return nil, err
 	}
@@ -340,14 +343,8 @@ func (s *Store) Unmount(ctx context.Context, id string, remove bool) error {
 			}
 		}
 	}
-	for _, dir := range []string{name, name + initSuffix} {
-		linkID, _ := readLink(s.path(dir))
-		if err := s.removeAll(ctx, s.path(dir)); err != nil {
-			return err
-		}
-		if linkID != "" {
-			os.Remove(s.path(linkDir, linkID))
-		}
+	if err := s.retire(ctx, name); err != nil {
+		return err
 	}
 	klog.FromContext(ctx).V(2).Info("Removed volume", "volumeID", id)
 	return nil
