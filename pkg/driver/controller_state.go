@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // createdVolume is the controller's record of a volume it created, kept in
@@ -108,9 +110,9 @@ func (s createdVolumes) remove(id string) error {
 	return syncDir(s.dir)
 }
 
-// writeFileAtomic writes data to dir/name through a temporary file renamed
+// writeFileAtomic writes data to dir/name through a temporary file moved
 // into place: after a crash the file holds the old data or the new. With
-// durable, the file is synced before the rename and dir after it, so once
+// durable, the file is synced before the move and dir after it, so once
 // writeFileAtomic returns the new data also survives a power loss.
 func writeFileAtomic(dir, name string, data []byte, durable bool) error {
 	f, err := os.CreateTemp(dir, ".tmp-*")
@@ -127,10 +129,22 @@ func writeFileAtomic(dir, name string, data []byte, durable bool) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
+		err = replaceFile(tmp, filepath.Join(dir, name))
 	}
 	if err == nil && durable {
 		err = syncDir(dir)
+	}
+	return err
+}
+
+// replaceFile moves tmp to path. An existing file is exchanged with tmp
+// rather than renamed over, and its old content then deleted under tmp's
+// name: ext4 writes a file renamed over another out to disk at once
+// (auto_da_alloc), which would put a disk write into every unsynced save.
+func replaceFile(tmp, path string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_EXCHANGE)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINVAL) { // nothing to exchange, or no support
+		return os.Rename(tmp, path)
 	}
 	return err
 }

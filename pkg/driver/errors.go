@@ -38,6 +38,8 @@ func codeOf(err error) codes.Code {
 		return codes.ResourceExhausted
 	case errors.Is(err, layers.ErrVolumeNotFound):
 		return codes.NotFound
+	case errors.Is(err, layers.ErrLayerMissing):
+		return codes.Unavailable // collected meanwhile; the retry imports it again
 	}
 	for _, p := range preconditions {
 		if errors.Is(err, p) {

@@ -37,6 +37,7 @@ func TestCodeOf(t *testing.T) {
 		{wrap(source.ErrUnauthorized), codes.FailedPrecondition},
 		{wrap(source.ErrNotFound), codes.FailedPrecondition},
 		{wrap(layers.ErrVolumeNotFound), codes.NotFound},
+		{wrap(layers.ErrLayerMissing), codes.Unavailable},
 		{wrap(&net.OpError{Op: "dial", Net: "tcp", Err: unix.ECONNREFUSED}), codes.Unavailable},
 		{wrap(status.Error(codes.Aborted, "busy")), codes.Aborted},
 		{errors.New("something else"), codes.Internal},

@@ -132,7 +132,7 @@ func (n *NodeServer) removeEphemeral(ctx context.Context, rec *volumeRecord) err
 	if err := removeMountPoint(rec.MountPath); err != nil {
 		return err
 	}
-	return n.state.remove(rec.ID)
+	return n.state.remove(rec.ID, false)
 }
 
 func (n *NodeServer) publishPersistent(ctx context.Context, req *csi.NodePublishVolumeRequest) error {

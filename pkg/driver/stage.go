@@ -97,7 +97,7 @@ func (n *NodeServer) stage(ctx context.Context, req *csi.NodeStageVolumeRequest)
 // volume the store never held is forgotten.
 func (n *NodeServer) abandonStage(ctx context.Context, rec *volumeRecord) error {
 	if _, err := n.cfg.Store.Volume(rec.ID); errors.Is(err, layers.ErrVolumeNotFound) && len(rec.Targets) == 0 {
-		return n.state.remove(rec.ID)
+		return n.state.remove(rec.ID, true)
 	}
 	rec.Phase, rec.MountPath = phaseUnstaged, ""
 	return n.state.save(rec)

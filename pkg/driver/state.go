@@ -159,10 +159,15 @@ func (s stateDir) save(r *volumeRecord) error {
 	return nil
 }
 
-// remove deletes the record of volume id; a missing record is not an error.
-func (s stateDir) remove(id string) error {
+// remove deletes the record of volume id; a missing record is not an
+// error. With durable the deletion is synced, as a persistent volume's
+// record must not come back after a power loss.
+func (s stateDir) remove(id string, durable bool) error {
 	if err := os.Remove(s.file(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove volume record: %w", err)
+	}
+	if !durable {
+		return nil
 	}
 	return syncDir(s.dir)
 }

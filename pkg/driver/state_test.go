@@ -47,11 +47,38 @@ func TestStateDir(t *testing.T) {
 		t.Errorf("removeTemp: %v", err)
 	}
 	for _, id := range ids {
-		if err := s.remove(id); err != nil {
+		if err := s.remove(id, true); err != nil {
 			t.Fatal(err)
 		}
 		if got, err := s.load(id); got != nil || err != nil {
 			t.Errorf("after remove, load(%q) = %+v, %v", id, got, err)
 		}
+	}
+}
+
+// A record saved again is replaced whole (by exchange, for the ephemeral
+// kind) and leaves no temporary file behind.
+func TestStateSaveReplaces(t *testing.T) {
+	for _, kind := range []volumeKind{kindEphemeral, kindPersistent} {
+		t.Run(string(kind), func(t *testing.T) {
+			s := stateDir{dir: t.TempDir()}
+			rec := &volumeRecord{ID: "v", Kind: kind, Phase: phasePublishing, MountPath: "/a/much/longer/path/than/the/next/one"}
+			for _, p := range []phase{phasePublishing, phasePublished} {
+				rec.Phase = p
+				if p == phasePublished {
+					rec.MountPath = "/t"
+				}
+				if err := s.save(rec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := s.load("v")
+			if err != nil || got == nil || got.Phase != phasePublished || got.MountPath != "/t" {
+				t.Fatalf("load = %+v, %v; want the second save", got, err)
+			}
+			if entries, _ := os.ReadDir(s.dir); len(entries) != 1 {
+				t.Errorf("want only the record in the state directory, got %d entries", len(entries))
+			}
+		})
 	}
 }

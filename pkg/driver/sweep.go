@@ -58,7 +58,7 @@ func (n *NodeServer) sweepOne(ctx context.Context, id string, exists func(contex
 	if err := n.cfg.Store.Unmount(ctx, id, true); err != nil && !errors.Is(err, layers.ErrVolumeNotFound) {
 		return false, err
 	}
-	if err := n.state.remove(id); err != nil {
+	if err := n.state.remove(id, true); err != nil {
 		return false, err
 	}
 	logger(ctx).Info("Removed the upper of a deleted persistent volume", "volumeID", id)

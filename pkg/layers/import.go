@@ -36,9 +36,15 @@ func (s *Store) Pull(ctx context.Context, ref string, opts source.Options) (*sou
 // extract in parallel, bounded by Options.Parallel, and a layer that another
 // caller is already importing is waited for, not fetched twice.
 func (s *Store) Import(ctx context.Context, layers []source.Layer) error {
+	var missing []source.Layer
+	for _, l := range layers {
+		if !s.knownLayer(l.DiffID) {
+			missing = append(missing, l)
+		}
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.opts.Parallel)
-	for _, l := range layers {
+	for _, l := range missing {
 		g.Go(func() error { return s.importLayer(ctx, l) })
 	}
 	return g.Wait()

@@ -61,6 +61,32 @@ func (s *Store) HasLayer(diffID v1.Hash) bool {
 	return err == nil
 }
 
+// knownLayer is HasLayer answered from memory when the layer was used
+// before: a warm mount of a long chain would otherwise stat every layer.
+// Only another process's GC can make it wrong, and Mount then forgets
+// what it removed (forgetRemovedLayers).
+func (s *Store) knownLayer(diffID v1.Hash) bool {
+	if name, err := layerDirName(diffID); err == nil {
+		if _, ok := s.links.Load(name); ok {
+			return true
+		}
+	}
+	return s.HasLayer(diffID)
+}
+
+// forgetRemovedLayers drops the remembered short ids of those layers that
+// are no longer on disk, and reports whether there were any.
+func (s *Store) forgetRemovedLayers(diffIDs []v1.Hash) bool {
+	removed := false
+	for _, d := range diffIDs {
+		if name, err := layerDirName(d); err == nil && !s.HasLayer(d) {
+			s.links.Delete(name)
+			removed = true
+		}
+	}
+	return removed
+}
+
 // readLink returns the short id in dir/link, validated.
 func readLink(dir string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(dir, linkName))

@@ -2,6 +2,7 @@ package layers
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,7 +12,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/layerset/layerset-csi/internal/testimage"
 	"github.com/layerset/layerset-csi/pkg/overlay"
+	"github.com/layerset/layerset-csi/pkg/source"
 )
 
 // A removed volume's directories serve the next volume, which must see
@@ -182,5 +185,41 @@ func mustDo(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A layer another process collects is noticed at the next mount, which
+// fails with ErrLayerMissing; the import after it fetches the layer again.
+func TestLayerCollectedByAnotherProcess(t *testing.T) {
+	needRoot(t)
+	s := openStore(t, overlay.ModeAuto)
+	reg := testimage.NewRegistry(t)
+	ref := reg.Push(t, "example/app:v1", exampleImage(t))
+	ctx := context.Background()
+	img, err := s.Pull(ctx, ref, source.Options{Insecure: []string{reg.Host}})
+	mustDo(t, err)
+	target := filepath.Join(t.TempDir(), "mnt")
+	spec := VolumeSpec{ID: "v", Layers: chainOf(img), Target: target}
+	mountVolume(t, s, spec)
+	mustDo(t, s.Unmount(ctx, "v", true))
+
+	other, err := Open(ctx, Options{Root: filepath.Dir(s.dir), NoSync: true})
+	mustDo(t, err)
+	if _, err := other.GC(ctx, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s.HasLayer(spec.Layers[0]) {
+		t.Fatal("the other store's GC left the layer")
+	}
+	if _, err := s.Mount(ctx, spec); !errors.Is(err, ErrLayerMissing) {
+		t.Fatalf("mount after the layers were collected: want ErrLayerMissing, got %v", err)
+	}
+	mustDo(t, s.Unmount(ctx, "v", true))
+	if _, err := s.Pull(ctx, ref, source.Options{Insecure: []string{reg.Host}}); err != nil {
+		t.Fatal(err)
+	}
+	mountVolume(t, s, spec)
+	if got := readFile(t, filepath.Join(target, "etc/os-release")); got != "top\n" {
+		t.Errorf("os-release = %q after the layers came back", got)
 	}
 }

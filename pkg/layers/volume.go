@@ -155,6 +155,11 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 		return nil, fmt.Errorf("create mount target: %w", err)
 	}
 	if err := overlay.Mount(ctx, cfg, target, s.opts.MountMode); err != nil {
+		if s.forgetRemovedLayers(spec.Layers) {
+			// Another process collected a layer this one remembered;
+			// the caller's next Import fetches it again.
+			err = fmt.Errorf("%w: a layer of the chain was removed from the store: %w", ErrLayerMissing, err)
+		}
 		return nil, fmt.Errorf("mount volume %q at %s: %w", spec.ID, target, err)
 	}
 	klog.FromContext(ctx).V(2).Info("Mounted volume", "volumeID", spec.ID, "target", target, "layers", len(spec.Layers), "readOnly", spec.ReadOnly)
