@@ -50,7 +50,7 @@ func (s *Store) writeInitLayer(dir string, files []InitFile) error {
 	if err := os.Mkdir(next, 0o755); err != nil {
 		return err
 	}
-	if err := writeInitFiles(next, files); err != nil {
+	if err := writeInitFiles(next, files, nil); err != nil {
 		os.RemoveAll(next)
 		return err
 	}
@@ -63,10 +63,11 @@ func (s *Store) writeInitLayer(dir string, files []InitFile) error {
 
 // writeInitFiles writes files under dir through an os.Root, so no path can
 // leave it, not even through a symlink an earlier file created. dir may
-// hold an earlier volume's init files (a spare skeleton's): what files do
-// not name is removed, and what they name is written over in place, which
-// spares the allocation of new inodes (see spare.go).
-func writeInitFiles(dir string, files []InitFile) error {
+// hold an earlier volume's init files (a spare skeleton's), whose paths
+// are had, nil if unknown: what files do not name is removed, and what
+// they name is written over in place, which spares the allocation of new
+// inodes (see spare.go).
+func writeInitFiles(dir string, files []InitFile, had []string) error {
 	for _, f := range files {
 		if err := f.validate(); err != nil {
 			return err
@@ -77,8 +78,10 @@ func writeInitFiles(dir string, files []InitFile) error {
 		return err
 	}
 	defer root.Close()
-	if err := pruneInitTree(root, ".", initTreeShape(files)); err != nil {
-		return err
+	if shape := initTreeShape(files); had == nil || !fitsShape(had, shape) {
+		if err := pruneInitTree(root, ".", shape); err != nil {
+			return err
+		}
 	}
 	for _, f := range files {
 		if parent := filepath.Dir(f.Path); parent != "." {
@@ -108,6 +111,23 @@ func initTreeShape(files []InitFile) map[string]bool {
 		}
 	}
 	return shape
+}
+
+// fitsShape reports whether a tree of the files at paths is part of shape,
+// every file a file there and every directory a directory: then nothing of
+// it needs removing.
+func fitsShape(paths []string, shape map[string]bool) bool {
+	for _, p := range paths {
+		if isDir, ok := shape[p]; !ok || isDir {
+			return false
+		}
+		for d := path.Dir(p); d != "."; d = path.Dir(d) {
+			if !shape[d] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // pruneInitTree removes under dir what shape has no place for, or has as

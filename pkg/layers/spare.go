@@ -25,12 +25,13 @@ const (
 )
 
 // skeleton is a volume's pair of directories outside the store's view:
-// vol with diff/, work/, merged/ and init with diff/, both empty. A spare
-// also has the metadata files of its last volume, and keeps the short ids
-// they hold, which need no rewrite if they are still free.
+// vol with diff/, work/, merged/ and init with diff/. A spare also has the
+// metadata files and init files of its last volume, and keeps the short
+// ids and init file paths they hold (initFiles nil: not known).
 type skeleton struct {
 	vol, init         string
 	volLink, initLink string
+	initFiles         []string
 }
 
 // skeleton returns empty directories for a new volume: a spare when one is
@@ -58,7 +59,7 @@ func (s *Store) skeleton(name string) (skeleton, error) {
 		os.RemoveAll(init)
 		return skeleton{}, err
 	}
-	return skeleton{vol: vol, init: init}, nil
+	return skeleton{vol: vol, init: init, initFiles: []string{}}, nil
 }
 
 // discard deletes what is left of a skeleton; after it was renamed into
@@ -68,10 +69,11 @@ func (sk skeleton) discard() {
 	os.RemoveAll(sk.init)
 }
 
-// retire takes the volume directory name and its init layer out of the
-// store, the volume first as creation puts it last, and drops their short
-// links. The emptied directories become a spare when there is room.
-func (s *Store) retire(ctx context.Context, name string) error {
+// retire takes the volume directory name and its init layer, which holds
+// initFiles (nil: not known), out of the store, the volume first as
+// creation puts it last, and drops their short links. The emptied
+// directories become a spare when there is room.
+func (s *Store) retire(ctx context.Context, name string, initFiles []string) error {
 	volLink, _ := readLink(s.path(name))
 	initLink, _ := readLink(s.path(name + initSuffix))
 	defer func() {
@@ -93,7 +95,7 @@ func (s *Store) retire(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	sk := skeleton{vol: s.path(spareDir, id), init: s.path(spareDir, id+initSuffix), volLink: volLink, initLink: initLink}
+	sk := skeleton{vol: s.path(spareDir, id), init: s.path(spareDir, id+initSuffix), volLink: volLink, initLink: initLink, initFiles: initFiles}
 	if err := os.Rename(s.path(name), sk.vol); err != nil {
 		return fmt.Errorf("remove volume directory %s: %w", name, err)
 	}

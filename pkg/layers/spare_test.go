@@ -3,6 +3,7 @@ package layers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -132,15 +133,29 @@ func TestWriteInitFilesOverAnEarlierTree(t *testing.T) {
 		{"extra files removed", []InitFile{{Path: "x/y", Data: []byte("1")}, {Path: "x/z", Data: []byte("2")}, {Path: "w", Data: []byte("3")}},
 			[]InitFile{{Path: "x/z", Data: []byte("22")}}, []string{"x", "x/z=22"}},
 		{"no files", []InitFile{{Path: "a/b", Data: []byte("1")}}, nil, nil},
+		{"same tree", []InitFile{{Path: "a/b", Data: []byte("1")}, {Path: "c", Data: []byte("2")}},
+			[]InitFile{{Path: "c", Data: []byte("3")}, {Path: "a/b", Data: []byte("4")}}, []string{"a", "a/b=4", "c=3"}},
+		{"more files", []InitFile{{Path: "a/b", Data: []byte("1")}}, []InitFile{{Path: "a/b", Data: []byte("1")}, {Path: "a/c/d", Data: []byte("2")}},
+			[]string{"a", "a/b=1", "a/c", "a/c/d=2"}},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
-			mustDo(t, writeInitFiles(dir, c.old))
-			mustDo(t, writeInitFiles(dir, c.files))
-			if got := treeOf(t, dir); !slices.Equal(got, c.want) {
-				t.Errorf("tree = %v, want %v", got, c.want)
-			}
-		})
+		// The earlier paths known, when a pruning walk may be skipped, or not.
+		for _, known := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/known=%t", c.name, known), func(t *testing.T) {
+				dir := t.TempDir()
+				mustDo(t, writeInitFiles(dir, c.old, []string{}))
+				var had []string
+				if known {
+					had = []string{}
+					for _, f := range c.old {
+						had = append(had, f.Path)
+					}
+				}
+				mustDo(t, writeInitFiles(dir, c.files, had))
+				if got := treeOf(t, dir); !slices.Equal(got, c.want) {
+					t.Errorf("tree = %v, want %v", got, c.want)
+				}
+			})
+		}
 	}
 }
 

@@ -58,8 +58,12 @@ type Store struct {
 	dir  string // Root/overlay2
 
 	// mu orders garbage collection (exclusive) against imports and mounts
-	// in this process; flock on dir/.lock does the same across processes.
-	mu      sync.RWMutex
+	// in this process; flock on lockFile does the same across processes,
+	// held shared while sharers > 0 (see lock).
+	mu       sync.RWMutex
+	lockFile *os.File
+	sharedMu sync.Mutex
+	sharers  int
 	imports singleflight.Group
 	// links caches layer directory name -> short id. A layer keeps its id
 	// for as long as it exists; GC forgets the ids of layers it removes.
@@ -95,6 +99,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := os.Chmod(s.dir, 0o711); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	// The descriptor lives as long as the Store; the runtime closes it
+	// when the Store is collected.
+	lf, err := os.OpenFile(s.path(lockFile), os.O_CREATE|os.O_RDONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open store lock: %w", err)
+	}
+	s.lockFile = lf
 	unlock, err := s.lock(true)
 	if err != nil {
 		return nil, err
@@ -115,36 +126,39 @@ func (s *Store) path(elem ...string) string {
 
 // lock takes the store lock, shared for imports and mounts, exclusive for
 // garbage collection and repair, in this process and across processes.
+// Within the process mu does the ordering; the flock on .lock, which is
+// per open file, is taken shared by the first of this process's holders
+// and dropped by the last, so an operation costs no open(2) of its own.
 func (s *Store) lock(exclusive bool) (unlock func(), err error) {
+	fd := int(s.lockFile.Fd())
 	if exclusive {
 		s.mu.Lock()
-	} else {
-		s.mu.RLock()
-	}
-	release := func() {
-		if exclusive {
+		if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
 			s.mu.Unlock()
-		} else {
+			return nil, fmt.Errorf("lock store: %w", err)
+		}
+		return func() {
+			_ = unix.Flock(fd, unix.LOCK_UN)
+			s.mu.Unlock()
+		}, nil
+	}
+	s.mu.RLock()
+	s.sharedMu.Lock()
+	defer s.sharedMu.Unlock()
+	if s.sharers == 0 {
+		if err := unix.Flock(fd, unix.LOCK_SH); err != nil {
 			s.mu.RUnlock()
+			return nil, fmt.Errorf("lock store: %w", err)
 		}
 	}
-	f, err := os.OpenFile(s.path(lockFile), os.O_CREATE|os.O_RDONLY|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		release()
-		return nil, fmt.Errorf("open store lock: %w", err)
-	}
-	how := unix.LOCK_SH
-	if exclusive {
-		how = unix.LOCK_EX
-	}
-	if err := unix.Flock(int(f.Fd()), how); err != nil {
-		f.Close()
-		release()
-		return nil, fmt.Errorf("lock store: %w", err)
-	}
+	s.sharers++
 	return func() {
-		f.Close() // closing the last descriptor releases the flock
-		release()
+		s.sharedMu.Lock()
+		if s.sharers--; s.sharers == 0 {
+			_ = unix.Flock(fd, unix.LOCK_UN)
+		}
+		s.sharedMu.Unlock()
+		s.mu.RUnlock()
 	}, nil
 }
 

@@ -53,6 +53,9 @@ type Volume struct {
 	ReadOnly bool      `json:"readOnly"`
 	Target   string    `json:"target"`
 	Created  time.Time `json:"created"`
+	// InitFiles are the paths of the init layer's files; never null when
+	// written, so a record from before the field reads as "not known".
+	InitFiles []string `json:"initFiles"`
 	// Dir is the volume's directory in the store; not persisted.
 	Dir string `json:"-"`
 }
@@ -138,6 +141,10 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 		vol.Layers[i] = l.String()
 	}
 	vol.ReadOnly, vol.Target = spec.ReadOnly, target
+	vol.InitFiles = make([]string, len(spec.Init))
+	for i, f := range spec.Init {
+		vol.InitFiles[i] = f.Path
+	}
 	var lowers []string
 	if fresh {
 		lowers, err = s.createVolume(name, vol, chain, spec.Init, !spec.Ephemeral)
@@ -221,7 +228,7 @@ func (s *Store) createVolume(name string, vol *Volume, chain []string, init []In
 			sk.discard()
 		}
 	}()
-	if err := writeInitFiles(filepath.Join(sk.init, diffName), init); err != nil {
+	if err := writeInitFiles(filepath.Join(sk.init, diffName), init, sk.initFiles); err != nil {
 		return nil, err
 	}
 	initID, err := s.reserveLinkPreferring(name+initSuffix, sk.initLink)
@@ -348,7 +355,7 @@ func (s *Store) Unmount(ctx context.Context, id string, remove bool) error {
 			}
 		}
 	}
-	if err := s.retire(ctx, name); err != nil {
+	if err := s.retire(ctx, name, vol.InitFiles); err != nil {
 		return err
 	}
 	klog.FromContext(ctx).V(2).Info("Removed volume", "volumeID", id)
