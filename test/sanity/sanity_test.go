@@ -17,6 +17,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/layerset/layerset-csi/internal/testimage"
 )
@@ -84,6 +85,7 @@ spec:
 // spec that ran passed, that the services were all exercised, and that no
 // mount is left under dir.
 func runSanity(t *testing.T, sanityBin, dir, nodeSock, ctrlSock string) {
+	t.Cleanup(func() { unmountUnder(t, dir) })
 	waitSocket(t, nodeSock)
 	waitSocket(t, ctrlSock)
 	params := filepath.Join(dir, "params.yaml")
@@ -193,11 +195,31 @@ func junitCounts(t *testing.T, path string) (passed, skipped []string) {
 }
 
 func assertNoMountsUnder(t *testing.T, dir string) {
+	for _, line := range mountsUnder(t, dir) {
+		t.Errorf("leaked mount: %s", line)
+	}
+}
+
+// mountsUnder returns the mountinfo lines of mounts below dir, the most
+// recent first.
+func mountsUnder(t *testing.T, dir string) []string {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	must(t, err)
+	var out []string
 	for _, line := range strings.Split(string(b), "\n") {
-		if fields := strings.Fields(line); len(fields) > 4 && strings.HasPrefix(fields[4], dir) {
-			t.Errorf("leaked mount: %s", line)
+		if fields := strings.Fields(line); len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
+			out = append([]string{line}, out...)
+		}
+	}
+	return out
+}
+
+// unmountUnder detaches whatever a failed run left mounted below dir, so
+// that neither the host nor the removal of dir is left with it.
+func unmountUnder(t *testing.T, dir string) {
+	for _, line := range mountsUnder(t, dir) {
+		if err := unix.Unmount(strings.Fields(line)[4], unix.MNT_DETACH); err != nil {
+			t.Logf("cleanup: %v", err)
 		}
 	}
 }
