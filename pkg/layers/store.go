@@ -64,7 +64,7 @@ type Store struct {
 	lockFile *os.File
 	sharedMu sync.Mutex
 	sharers  int
-	imports singleflight.Group
+	imports  singleflight.Group
 	// links caches layer directory name -> short id. A layer keeps its id
 	// for as long as it exists; GC forgets the ids of layers it removes.
 	links sync.Map
