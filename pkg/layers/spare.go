@@ -34,8 +34,8 @@ type skeleton struct {
 	initFiles         []string
 }
 
-// skeleton returns empty directories for a new volume: a spare when one is
-// left, else new ones in staging.
+// skeleton returns directories for a new volume: a spare when one is
+// left, else new, empty ones in staging.
 func (s *Store) skeleton(name string) (skeleton, error) {
 	for {
 		sk, ok := s.popSpare()
@@ -76,19 +76,13 @@ func (sk skeleton) discard() {
 func (s *Store) retire(ctx context.Context, name string, initFiles []string) error {
 	volLink, _ := readLink(s.path(name))
 	initLink, _ := readLink(s.path(name + initSuffix))
-	defer func() {
-		for _, id := range []string{volLink, initLink} {
-			if id != "" {
-				os.Remove(s.path(linkDir, id))
-			}
-		}
-	}()
 	if !s.roomForSpare() {
 		for _, dir := range []string{name, name + initSuffix} {
 			if err := s.removeAll(ctx, s.path(dir)); err != nil {
 				return err
 			}
 		}
+		s.dropLinks(volLink, initLink)
 		return nil
 	}
 	id, err := newLinkID()
@@ -101,6 +95,7 @@ func (s *Store) retire(ctx context.Context, name string, initFiles []string) err
 	}
 	// The volume is gone; what follows only decides whether its
 	// directories are worth keeping.
+	defer s.dropLinks(volLink, initLink)
 	err = os.Rename(s.path(name+initSuffix), sk.init)
 	if err == nil {
 		err = sk.scrub()
@@ -118,14 +113,27 @@ func (s *Store) retire(ctx context.Context, name string, initFiles []string) err
 	return nil
 }
 
+// dropLinks removes the l/ links of short ids no directory has any more.
+func (s *Store) dropLinks(ids ...string) {
+	for _, id := range ids {
+		if id != "" {
+			os.Remove(s.path(linkDir, id))
+		}
+	}
+}
+
 // scrub empties the skeleton's upper and work dirs and gives its layer
 // roots back the mode, owner and extended attributes a new directory has:
 // the upper's root takes the volume root's chmod and chown, and overlayfs
 // marks it. The init layer was never writable through the mount.
 func (sk skeleton) scrub() error {
 	merged := filepath.Join(sk.vol, mergedName)
-	if empty, err := isEmptyDir(merged); err != nil || !empty {
-		return fmt.Errorf("%s is not empty (%v)", merged, err)
+	empty, err := isEmptyDir(merged)
+	if err != nil {
+		return err
+	}
+	if !empty {
+		return fmt.Errorf("%s is not empty", merged)
 	}
 	if err := os.RemoveAll(filepath.Join(sk.init, newDiffName)); err != nil {
 		return err

@@ -58,13 +58,13 @@ type Store struct {
 	dir  string // Root/overlay2
 
 	// mu orders garbage collection (exclusive) against imports and mounts
-	// in this process; flock on lockFile does the same across processes,
+	// in this process; flock on flockFile does the same across processes,
 	// held shared while sharers > 0 (see lock).
-	mu       sync.RWMutex
-	lockFile *os.File
-	sharedMu sync.Mutex
-	sharers  int
-	imports  singleflight.Group
+	mu        sync.RWMutex
+	flockFile *os.File
+	sharedMu  sync.Mutex
+	sharers   int
+	imports   singleflight.Group
 	// links caches layer directory name -> short id. A layer keeps its id
 	// for as long as it exists; GC forgets the ids of layers it removes.
 	links sync.Map
@@ -105,7 +105,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store lock: %w", err)
 	}
-	s.lockFile = lf
+	s.flockFile = lf
 	unlock, err := s.lock(true)
 	if err != nil {
 		return nil, err
@@ -130,7 +130,7 @@ func (s *Store) path(elem ...string) string {
 // per open file, is taken shared by the first of this process's holders
 // and dropped by the last, so an operation costs no open(2) of its own.
 func (s *Store) lock(exclusive bool) (unlock func(), err error) {
-	fd := int(s.lockFile.Fd())
+	fd := int(s.flockFile.Fd())
 	if exclusive {
 		s.mu.Lock()
 		if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
