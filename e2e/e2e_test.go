@@ -24,6 +24,7 @@ func TestE2E(t *testing.T) {
 		{"prefetch", testPrefetch, false},                  // 8
 		{"bad-layersets", testBadLayerSets, false},         // 10
 		{"timings", testTimings, false},                    //
+		{"controller-steady", testControllerSteady, false}, //
 		{"upgrade-uninstall", testUpgradeUninstall, false}, // 9
 	} {
 		if !t.Run(s.name, func(t *testing.T) { s.run(t, c) }) && s.required {

@@ -120,6 +120,28 @@ func (c *cluster) registered(ctx context.Context, want bool) error {
 	return nil
 }
 
+// testControllerSteady runs after the scenarios that work the controller:
+// its container never restarted, not even for a lost leader lease, which a
+// slow API server causes when the lease timings are too tight for it.
+func testControllerSteady(t *testing.T, c *cluster) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := c.onePod(ctx, "controller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range p.Status.ContainerStatuses {
+		if s.RestartCount == 0 {
+			continue
+		}
+		last := "no record of how"
+		if term := s.LastTerminationState.Terminated; term != nil {
+			last = fmt.Sprintf("last exit %d (%s) at %s", term.ExitCode, term.Reason, term.FinishedAt.Format(time.RFC3339))
+		}
+		t.Errorf("controller pod %s: container %s restarted %d times, %s", p.Name, s.Name, s.RestartCount, last)
+	}
+}
+
 // testInstall is scenario 1: after `helm install` with the e2e values, the
 // node plugin DaemonSet and the controller Deployment run, each pod a single
 // container (the built-in registration, health endpoint and provisioner

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -34,8 +35,13 @@ type controllerFlags struct {
 	// Cluster mode.
 	kubeconfig  string
 	leaderElect bool
+	leases      leaseFlags
 	provisioner bool
 }
+
+// leaseFlags are the leader election durations, named as
+// kube-controller-manager names them.
+type leaseFlags struct{ duration, renewDeadline, retryPeriod time.Duration }
 
 func newControllerCommand() *cobra.Command {
 	var f controllerFlags
@@ -64,6 +70,9 @@ func newControllerCommand() *cobra.Command {
 	fs.StringVar(&f.healthAddress, "health-address", "", "host:port serving /healthz, e.g. :9809 (default: none)")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "cluster mode: kubeconfig file (default: the pod's service account)")
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "cluster mode: elect one active LayerSet controller among replicas")
+	fs.DurationVar(&f.leases.duration, "leader-elect-lease-duration", 15*time.Second, "cluster mode: how long a lease lasts without renewal")
+	fs.DurationVar(&f.leases.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "cluster mode: how long the leader tries to renew before it gives up and exits")
+	fs.DurationVar(&f.leases.retryPeriod, "leader-elect-retry-period", 2*time.Second, "cluster mode: how often a renewal or a campaign is tried")
 	fs.BoolVar(&f.provisioner, "provisioner", false, "cluster mode: provision PersistentVolumes without external-provisioner")
 	return cmd
 }
@@ -95,6 +104,7 @@ func runController(ctx context.Context, f controllerFlags) error {
 		}
 		mgr, err = controller.NewManager(cfg, controller.ManagerOptions{
 			LeaderElection: f.leaderElect, MetricsAddr: f.metricsAddress, HealthAddr: f.healthAddress,
+			LeaseDuration: f.leases.duration, RenewDeadline: f.leases.renewDeadline, RetryPeriod: f.leases.retryPeriod,
 		})
 		if err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -31,6 +32,12 @@ type ManagerOptions struct {
 	// LeaderElectionNamespace holds the Lease; empty means the namespace
 	// the pod runs in.
 	LeaderElectionNamespace string
+	// Leases lasts LeaseDuration; the leader gives up when it could not
+	// renew for RenewDeadline, trying every RetryPeriod. Zero keeps
+	// client-go's 15s, 10s and 2s. An API server that stalls for longer
+	// than the renew deadline costs the leader its lease, and the process
+	// exits so that a restart campaigns again.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// MetricsAddr and HealthAddr are the listen addresses of the metrics
 	// and health probe servers; "0" or empty turns one off.
 	MetricsAddr, HealthAddr string
@@ -49,6 +56,9 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 	if metricsAddr == "" {
 		metricsAddr = "0"
 	}
+	if err := o.validateLeases(); err != nil {
+		return nil, err
+	}
 	return ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
@@ -59,6 +69,9 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 		// The lease outlives the process by at most LeaseDuration; release
 		// it on a clean exit so a rolling update does not wait for it.
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 nonZero(o.LeaseDuration),
+		RenewDeadline:                 nonZero(o.RenewDeadline),
+		RetryPeriod:                   nonZero(o.RetryPeriod),
 		GracefulShutdownTimeout:       ptr.To(30 * time.Second),
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
@@ -70,6 +83,35 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 			},
 		},
 	})
+}
+
+// validateLeases checks what client-go would refuse only once the manager
+// starts, with the durations it names.
+func (o ManagerOptions) validateLeases() error {
+	lease, renew, retry := orDefault(o.LeaseDuration, 15*time.Second), orDefault(o.RenewDeadline, 10*time.Second), orDefault(o.RetryPeriod, 2*time.Second)
+	switch {
+	case lease <= 0 || renew <= 0 || retry <= 0:
+		return fmt.Errorf("leader election durations must be positive")
+	case renew >= lease:
+		return fmt.Errorf("leader election: the renew deadline (%s) must be shorter than the lease duration (%s)", renew, lease)
+	case float64(renew) <= leaderelection.JitterFactor*float64(retry):
+		return fmt.Errorf("leader election: the renew deadline (%s) must exceed %.1f times the retry period (%s)", renew, leaderelection.JitterFactor, retry)
+	}
+	return nil
+}
+
+func orDefault(d, fallback time.Duration) time.Duration {
+	if d == 0 {
+		return fallback
+	}
+	return d
+}
+
+func nonZero(d time.Duration) *time.Duration {
+	if d == 0 {
+		return nil
+	}
+	return &d
 }
 
 // Run runs the controller until ctx ends: `layerset-csi controller`.

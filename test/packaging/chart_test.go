@@ -72,6 +72,12 @@ func chartCases() []chartCase {
 			},
 		},
 		{
+			name: "leases for a slow API server",
+			set: []string{"controller.leaderElection.leaseDuration=60s", "controller.leaderElection.renewDeadline=40s",
+				"controller.leaderElection.retryPeriod=5s"},
+			expect: func(w *want) { w.leases = [3]string{"60s", "40s", "5s"} },
+		},
+		{
 			name: "single controller without leader election, pinned image",
 			set:  []string{"controller.leaderElection.enabled=false", "image.digest=sha256:" + strings.Repeat("ab", 32)},
 			expect: func(w *want) {
@@ -144,6 +150,7 @@ func TestChartRejects(t *testing.T) {
 		{"replicas without leader election", []string{"controller.replicas=2", "controller.leaderElection.enabled=false"},
 			[]string{"controller.replicas > 1 needs controller.leaderElection.enabled"}},
 		{"not a digest", []string{"image.digest=latest"}, []string{"digest"}},
+		{"lease that is no duration", []string{"controller.leaderElection.renewDeadline=soon"}, []string{"renewDeadline"}},
 		{"StorageClass without a LayerSet", []string{"storageClass.create=true"}, []string{"layerSet"}},
 		{"size hint that is no quantity", []string{"storageClass.create=true", "storageClass.layerSet=demo", "storageClass.upperSizeHint=big"}, []string{"upperSizeHint"}},
 	}

@@ -35,7 +35,9 @@ type want struct {
 	livenessProbe bool // livenessprobe sidecar, else the plugin's /healthz
 	provisioner   bool // csi-provisioner sidecar, else --provisioner
 	leaderElect   bool
-	replicas      int32
+	// leases are the lease duration, renew deadline and retry period.
+	leases   [3]string
+	replicas int32
 	// storageClass holds the parameters of the chart's StorageClass; nil:
 	// no class.
 	storageClass map[string]string
@@ -57,6 +59,7 @@ func defaults(t *testing.T) want {
 		livenessProbe: true,
 		provisioner:   true,
 		leaderElect:   true,
+		leases:        [3]string{"15s", "10s", "2s"},
 		replicas:      1,
 		crds:          true,
 	}
@@ -288,6 +291,7 @@ func checkController(t *testing.T, in *installation, w want) {
 	if got := slices.Contains(ctrl.Args, "--leader-elect"); got != w.leaderElect {
 		t.Errorf("controller args %q: --leader-elect %t, want %t", ctrl.Args, got, w.leaderElect)
 	}
+	checkLeaseArgs(t, "controller", ctrl.Args, "--leader-elect-", w)
 	if got := slices.Contains(ctrl.Args, "--provisioner"); got == w.provisioner {
 		t.Errorf("controller args %q: --provisioner %t, want %t", ctrl.Args, got, !w.provisioner)
 	}
@@ -303,9 +307,22 @@ func checkController(t *testing.T, in *installation, w want) {
 		if got := slices.Contains(p.Args, "--leader-election"); got != w.leaderElect {
 			t.Errorf("csi-provisioner args %q: --leader-election %t, want %t", p.Args, got, w.leaderElect)
 		}
+		checkLeaseArgs(t, "csi-provisioner", p.Args, "--leader-election-", w)
 	}
 	if !reflect.DeepEqual(names, wantNames) {
 		t.Errorf("controller containers %q, want %q", names, wantNames)
+	}
+}
+
+// checkLeaseArgs checks that args carry the lease durations under the
+// component's flag prefix when it elects a leader, and none otherwise.
+func checkLeaseArgs(t *testing.T, component string, args []string, prefix string, w want) {
+	t.Helper()
+	for i, name := range []string{"lease-duration", "renew-deadline", "retry-period"} {
+		arg := prefix + name + "=" + w.leases[i]
+		if got := slices.Contains(args, arg); got != w.leaderElect {
+			t.Errorf("%s args %q: %s %t, want %t", component, args, arg, got, w.leaderElect)
+		}
 	}
 }
 
