@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base32"
 	"fmt"
@@ -124,23 +125,22 @@ func writeStagedFiles(files map[string][]byte, perm os.FileMode, durable bool) e
 // A spare skeleton's files are written over rather than truncated first:
 // ext4 flushes a file truncated to zero and rewritten when it is closed,
 // to protect applications that rewrite in place from losing both
-// versions, and that flush would put a disk write in every pod start.
+// versions, and that flush would put a disk write in every pod start. A
+// file that already holds data is left alone: a read costs less than a
+// write, and a spare's lower files often hold the same chain.
 func overwriteFile(path string, data []byte, perm os.FileMode, durable bool) error {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, uint32(perm))
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, uint32(perm))
 	if err != nil {
 		return err
 	}
-	for off := 0; err == nil && off < len(data); {
+	same, err := holds(fd, data)
+	for off := 0; err == nil && !same && off < len(data); {
 		var n int
 		n, err = unix.Pwrite(fd, data[off:], int64(off))
 		off += n
 	}
-	var st unix.Stat_t
-	if err == nil {
-		err = unix.Fstat(fd, &st)
-	}
-	if err == nil && st.Size > int64(len(data)) {
-		err = unix.Ftruncate(fd, int64(len(data)))
+	if err == nil && !same {
+		err = truncateTo(fd, int64(len(data)))
 	}
 	if err == nil && durable {
 		err = unix.Fsync(fd)
@@ -149,6 +149,28 @@ func overwriteFile(path string, data []byte, perm os.FileMode, durable bool) err
 		err = cerr
 	}
 	return err
+}
+
+// holds reports whether the file open at fd has exactly data in it.
+func holds(fd int, data []byte) (bool, error) {
+	buf := make([]byte, len(data)+1)
+	n, err := unix.Pread(fd, buf, 0)
+	if err != nil {
+		return false, err
+	}
+	return n == len(data) && bytes.Equal(buf[:n], data), nil
+}
+
+// truncateTo shortens the file open at fd to size if it is longer.
+func truncateTo(fd int, size int64) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Size <= size {
+		return nil
+	}
+	return unix.Ftruncate(fd, size)
 }
 
 // syncDir makes a rename or create in dir durable.

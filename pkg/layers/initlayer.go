@@ -78,13 +78,17 @@ func writeInitFiles(dir string, files []InitFile, had []string) error {
 		return err
 	}
 	defer root.Close()
-	if shape := initTreeShape(files); had == nil || !fitsShape(had, shape) {
+	shape := initTreeShape(files)
+	known := had != nil && fitsShape(had, shape)
+	if !known {
 		if err := pruneInitTree(root, ".", shape); err != nil {
 			return err
 		}
 	}
+	existing := initTreeShape(pathsOnly(had))
 	for _, f := range files {
-		if parent := filepath.Dir(f.Path); parent != "." {
+		// A directory the earlier tree has is there still.
+		if parent := filepath.Dir(f.Path); parent != "." && !(known && existing[parent]) {
 			if err := root.MkdirAll(parent, 0o755); err != nil {
 				return fmt.Errorf("init file %q: %w", f.Path, err)
 			}
@@ -98,6 +102,14 @@ func writeInitFiles(dir string, files []InitFile, had []string) error {
 		}
 	}
 	return nil
+}
+
+func pathsOnly(paths []string) []InitFile {
+	files := make([]InitFile, len(paths))
+	for i, p := range paths {
+		files[i] = InitFile{Path: p}
+	}
+	return files
 }
 
 // initTreeShape maps every path the files need to whether it is a
@@ -164,19 +176,23 @@ func pruneInitTree(root *os.Root, dir string, shape map[string]bool) error {
 // does, and sets its mode exactly: the umask filters a new file's, and an
 // existing file keeps its own.
 func overwriteInRoot(root *os.Root, name string, data []byte, mode os.FileMode) error {
-	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE, mode)
+	f, err := root.OpenFile(name, os.O_RDWR|os.O_CREATE, mode)
 	if err != nil {
 		return err
 	}
-	_, err = f.WriteAt(data, 0)
+	fd := int(f.Fd())
+	same, err := holds(fd, data)
+	if err == nil && !same {
+		_, err = f.WriteAt(data, 0)
+	}
+	if err == nil && !same {
+		err = truncateTo(fd, int64(len(data)))
+	}
 	var st os.FileInfo
 	if err == nil {
 		st, err = f.Stat()
 	}
-	if err == nil && st.Size() > int64(len(data)) {
-		err = f.Truncate(int64(len(data)))
-	}
-	if err == nil {
+	if err == nil && st.Mode().Perm() != mode {
 		err = f.Chmod(mode)
 	}
 	if cerr := f.Close(); err == nil {

@@ -238,3 +238,14 @@ func TestLayerCollectedByAnotherProcess(t *testing.T) {
 		t.Errorf("os-release = %q after the layers came back", got)
 	}
 }
+
+// Content that is already there is kept, but the mode still holds.
+func TestWriteInitFilesSameContentNewMode(t *testing.T) {
+	dir := t.TempDir()
+	mustDo(t, writeInitFiles(dir, []InitFile{{Path: "a/b", Data: []byte("same"), Mode: 0o644}}, []string{}))
+	mustDo(t, writeInitFiles(dir, []InitFile{{Path: "a/b", Data: []byte("same"), Mode: 0o600}}, []string{"a/b"}))
+	if got := treeOf(t, dir); !slices.Equal(got, []string{"a", "a/b=same"}) {
+		t.Errorf("tree = %v", got)
+	}
+	assertMode(t, filepath.Join(dir, "a/b"), 0o600)
+}
