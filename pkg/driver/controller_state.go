@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/layerset/layerset-csi/internal/atomicfile"
 )
 
 // createdVolume is the controller's record of a volume it created, kept in
@@ -51,7 +51,7 @@ func (s createdVolumes) init(now time.Time) error {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return fmt.Errorf("create volume record directory: %w", err)
 	}
-	tmps, err := filepath.Glob(filepath.Join(s.dir, ".tmp-*"))
+	tmps, err := filepath.Glob(filepath.Join(s.dir, atomicfile.TempGlob))
 	if err != nil {
 		return err
 	}
@@ -107,44 +107,19 @@ func (s createdVolumes) remove(id string) error {
 		}
 		return fmt.Errorf("remove volume record: %w", err)
 	}
-	return syncDir(s.dir)
+	return atomicfile.SyncDir(s.dir)
 }
 
-// writeFileAtomic writes data to dir/name through a temporary file moved
-// into place: after a crash the file holds the old data or the new. With
-// durable, the file is synced before the move and dir after it, so once
-// writeFileAtomic returns the new data also survives a power loss.
+// writeFileAtomic replaces dir/name with data: after a crash the file
+// holds the old data or the new. With durable, the file is synced before
+// it moves into place and dir after, so once writeFileAtomic returns the
+// new data also survives a power loss.
 func writeFileAtomic(dir, name string, data []byte, durable bool) error {
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
+	if err := atomicfile.WriteFiles(map[string][]byte{filepath.Join(dir, name): data}, 0o600, durable); err != nil {
 		return err
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // fails harmlessly once renamed
-	_, err = f.Write(data)
-	if err == nil && durable {
-		err = f.Sync()
+	if durable {
+		return atomicfile.SyncDir(dir)
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = replaceFile(tmp, filepath.Join(dir, name))
-	}
-	if err == nil && durable {
-		err = syncDir(dir)
-	}
-	return err
-}
-
-// replaceFile moves tmp to path. An existing file is exchanged with tmp
-// rather than renamed over, and its old content then deleted under tmp's
-// name: ext4 writes a file renamed over another out to disk at once
-// (auto_da_alloc), which would put a disk write into every unsynced save.
-func replaceFile(tmp, path string) error {
-	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_EXCHANGE)
-	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINVAL) { // nothing to exchange, or no support
-		return os.Rename(tmp, path)
-	}
-	return err
+	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/layerset/layerset-csi/internal/atomicfile"
 )
 
 // volumeKind tells the two lifecycles apart.
@@ -169,13 +171,13 @@ func (s stateDir) remove(id string, durable bool) error {
 	if !durable {
 		return nil
 	}
-	return syncDir(s.dir)
+	return atomicfile.SyncDir(s.dir)
 }
 
 // removeTemp deletes the temporary files of saves a crash interrupted.
 // Only for start-up: at any other time a save may be using one.
 func (s stateDir) removeTemp() error {
-	tmps, err := filepath.Glob(filepath.Join(s.dir, ".tmp-*"))
+	tmps, err := filepath.Glob(filepath.Join(s.dir, atomicfile.TempGlob))
 	if err != nil {
 		return err
 	}
@@ -208,13 +210,4 @@ func (s stateDir) list() (records []*volumeRecord, bad []error, err error) {
 		records = append(records, r)
 	}
 	return records, bad, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -6,8 +6,8 @@ import (
 	"encoding/base32"
 	"fmt"
 	"os"
-	"path/filepath"
 
+	"github.com/layerset/layerset-csi/internal/atomicfile"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
@@ -40,59 +40,10 @@ func validLinkID(s string) bool {
 	return true
 }
 
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory: fsync, then rename, so readers see the old or the new content.
+// writeFileAtomic replaces path with data, synced: readers and a restart
+// after a crash or power loss see the old content or the new.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	return writeFilesAtomic(map[string][]byte{path: data}, perm, true)
-}
-
-// writeFilesAtomic writes several files as writeFileAtomic does, but syncs
-// them concurrently: the journal commits them together, so a volume's
-// metadata costs one disk flush rather than one per file. Without durable
-// it only renames: atomic for readers and across a process crash, not
-// across a power loss.
-func writeFilesAtomic(files map[string][]byte, perm os.FileMode, durable bool) error {
-	tmps := make(map[string]*os.File, len(files))
-	defer func() {
-		for _, f := range tmps {
-			f.Close()
-			os.Remove(f.Name()) // no-op after a successful rename
-		}
-	}()
-	for path, data := range files {
-		f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-		if err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-		tmps[path] = f
-		if _, err := f.Write(data); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-		if err := f.Chmod(perm); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-	}
-	var g errgroup.Group
-	for path, f := range tmps {
-		if !durable {
-			break
-		}
-		g.Go(func() error {
-			if err := f.Sync(); err != nil {
-				return fmt.Errorf("sync %s: %w", path, err)
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	for path, f := range tmps {
-		if err := os.Rename(f.Name(), path); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-	}
-	return nil
+	return atomicfile.WriteFiles(map[string][]byte{path: data}, perm, true)
 }
 
 // writeStagedFiles writes files into a staging directory that nothing
@@ -171,14 +122,4 @@ func truncateTo(fd int, size int64) error {
 		return nil
 	}
 	return unix.Ftruncate(fd, size)
-}
-
-// syncDir makes a rename or create in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
+	"github.com/layerset/layerset-csi/internal/atomicfile"
 	"github.com/layerset/layerset-csi/pkg/archive"
 	"github.com/layerset/layerset-csi/pkg/source"
 )
@@ -179,7 +180,7 @@ func (s *Store) publishLayer(staging, name string, meta LayerMeta) error {
 		}
 		return err
 	}
-	return syncDir(s.dir)
+	return atomicfile.SyncDir(s.dir)
 }
 
 func touchFile(path string) error {

@@ -78,17 +78,16 @@ func writeInitFiles(dir string, files []InitFile, had []string) error {
 		return err
 	}
 	defer root.Close()
-	shape := initTreeShape(files)
-	known := had != nil && fitsShape(had, shape)
-	if !known {
-		if err := pruneInitTree(root, ".", shape); err != nil {
-			return err
-		}
+	// existing holds the directories of an earlier tree that needs no
+	// pruning: they are there still.
+	var existing map[string]bool
+	if shape := initTreeShape(files); had != nil && fitsShape(had, shape) {
+		existing = initTreeShape(pathsOnly(had))
+	} else if err := pruneInitTree(root, ".", shape); err != nil {
+		return err
 	}
-	existing := initTreeShape(pathsOnly(had))
 	for _, f := range files {
-		// A directory the earlier tree has is there still.
-		if parent := filepath.Dir(f.Path); parent != "." && !(known && existing[parent]) {
+		if parent := filepath.Dir(f.Path); parent != "." && !existing[parent] {
 			if err := root.MkdirAll(parent, 0o755); err != nil {
 				return fmt.Errorf("init file %q: %w", f.Path, err)
 			}

@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/layerset/layerset-csi/internal/atomicfile"
 	"github.com/layerset/layerset-csi/pkg/overlay"
 )
 
@@ -304,7 +305,7 @@ func (s *Store) refreshVolume(name string, vol *Volume, chain []string, init []I
 			changed[path] = data
 		}
 	}
-	return lowers, writeFilesAtomic(changed, 0o644, durable)
+	return lowers, atomicfile.WriteFiles(changed, 0o644, durable)
 }
 
 // stageDir makes a directory in staging with the given subdirectories.
