@@ -63,25 +63,20 @@ finish() {
 	exit $((rc != 0 ? rc : 1))
 }
 
-# step NAME CMD...: runs CMD, records its time, and stops the run on failure.
-step() {
-	local t0=$EPOCHREALTIME name=$1
-	shift
-	"$@" || { log "FAILED: $name"; exit 1; }
-	timing "$name" "$t0"
-}
-
 mkdir -p "$W/logs" "$W/cache" "$HOSTCHECK"
 : >"$TIMINGS"
 export E2E_TIMINGS_APPEND=1
 trap finish EXIT
 trap 'exit 130' INT TERM
 
-# Everything that can fail without a cluster comes first.
-step "tools (hack/tools.sh k8s helm)" bash "$E2E_ROOT/hack/tools.sh" k8s helm
-step "Debian packages" bash "$E2E_CLUSTER_DIR/packages.sh"
+# Everything that can fail without a cluster comes first. A step (hack/lib.sh)
+# records its time; a failed one stops the run.
+step "tools (hack/tools.sh k8s helm)" bash "$E2E_ROOT/hack/tools.sh" k8s helm || exit 1
+step "Debian packages" bash "$E2E_CLUSTER_DIR/packages.sh" || exit 1
+# up.sh need not install them again.
+export E2E_PREPARED=1
 step "suite built (go test -c -tags e2e)" \
-	bash -c "cd '$E2E_ROOT' && go test -tags e2e -c -o '$SUITE' ./e2e"
+	bash -c "cd '$E2E_ROOT' && go test -tags e2e -c -o '$SUITE' ./e2e" || exit 1
 
 # A cluster of `make cluster` is the user's: refuse, and leave it alone.
 if why=$(cluster_exists); then
@@ -93,6 +88,7 @@ STARTED=1
 bash "$E2E_CLUSTER_DIR/up.sh" || exit 1
 bash "$E2E_CLUSTER_DIR/install-driver.sh" || exit 1
 
+# shellcheck source=/dev/null # written by up.sh
 source "$CLUSTER_ENV"
 t0=$EPOCHREALTIME
 (cd "$E2E_ROOT/e2e" && "$SUITE" -test.v -test.count=1 -test.timeout "${E2E_TIMEOUT:-40m}" ${E2E_RUN:+-test.run "$E2E_RUN"}) 2>&1 |

@@ -8,7 +8,8 @@
 #   hack/render-deploy.sh --check   change nothing; fail with a diff when they are stale (CI)
 #
 # HELM names the helm binary (default: the one hack/tools.sh builds); KUBE_VERSION is the Kubernetes
-# version helm renders for, fixed so the output does not depend on how helm was built.
+# version helm renders for (default: KUBERNETES_VERSION of hack/versions.sh, the one the tests run),
+# fixed so the output does not depend on how helm was built.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -16,7 +17,9 @@ CHART=$ROOT/charts/layerset-csi
 DEPLOY=$ROOT/deploy
 RELEASE=layerset-csi
 NAMESPACE=layerset-csi
-KUBE_VERSION=${KUBE_VERSION:-v1.37.1}
+# shellcheck source=hack/versions.sh
+source "$ROOT/hack/versions.sh"
+KUBE_VERSION=${KUBE_VERSION:-$KUBERNETES_VERSION}
 
 die() { echo "render-deploy: $*" >&2; exit 1; }
 

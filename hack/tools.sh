@@ -1,58 +1,46 @@
 #!/usr/bin/env bash
-# Builds the external binaries our tests run (etcd, the Kubernetes control plane and kubelet, kubectl,
-# helm, csi-sanity) from the Go module proxy, the only source reachable from our build machines, and
-# caches them in .cache/tools/<name>-<version>/ with .cache/bin/<name> linking to the current version.
-# A binary is built only when its versioned copy is missing, so a warm run only checks links; to
-# rebuild one (say, after changing how it is built), delete its .cache/tools/<name>-<version>.
+# Builds the external binaries our tests and lint run (etcd, the Kubernetes control plane and kubelet,
+# kubectl, helm, csi-sanity, golangci-lint) from the Go module proxy, the only source reachable from
+# our build machines, and caches them in .cache/tools/<name>-<version>/ with .cache/bin/<name>
+# linking to the current version. A binary is built only when its versioned copy is missing, so a
+# warm run only checks links; to rebuild one (say, after changing how it is built), delete its
+# .cache/tools/<name>-<version>.
 #
 #   hack/tools.sh [NAME...]       NAME: etcd kube-apiserver kubectl kube-controller-manager
-#                                       kube-scheduler kubelet helm csi-sanity, or a group:
+#                                       kube-scheduler kubelet helm csi-sanity golangci-lint, or a group:
 #                                       envtest (etcd kube-apiserver kubectl), k8s (the six Kubernetes
 #                                       binaries an e2e cluster runs), all. Default: envtest helm csi-sanity.
 #   hack/tools.sh --print-dir [NAME...]
 #                                 prints the absolute .cache/bin dir (e.g. for KUBEBUILDER_ASSETS),
 #                                 after building the NAMEs if any are given.
 #
-# Logs go to stderr, so `KUBEBUILDER_ASSETS=$(hack/tools.sh --print-dir envtest)` works.
+# The versions are pinned in hack/versions.sh. Logs go to stderr, so
+# `KUBEBUILDER_ASSETS=$(hack/tools.sh --print-dir envtest)` works.
 # TOOLS_NICE (default 10) is the niceness of the builds: our machines are shared.
 set -euo pipefail
 
-KUBERNETES_VERSION=${KUBERNETES_VERSION:-v1.37.1}
-ETCD_VERSION=${ETCD_VERSION:-v3.6.8}
-HELM_VERSION=${HELM_VERSION:-v3.22.0}
-CSI_TEST_VERSION=${CSI_TEST_VERSION:-v5.6.0}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+LOG_TAG=tools
+# shellcheck source=hack/lib.sh
+source "$ROOT/hack/lib.sh"
+# shellcheck source=hack/versions.sh
+source "$ROOT/hack/versions.sh"
 TOOLS_NICE=${TOOLS_NICE:-10}
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 CACHE=$ROOT/.cache
 TOOLS=$CACHE/tools
 SRC=$CACHE/src
 BIN=$CACHE/bin
 
 KUBE_TOOLS=(kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet)
-ALL_TOOLS=(etcd "${KUBE_TOOLS[@]}" helm csi-sanity)
+ALL_TOOLS=(etcd "${KUBE_TOOLS[@]}" helm csi-sanity golangci-lint)
 
-log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# since T0 prints the seconds elapsed since the $EPOCHREALTIME value T0.
-since() {
-	local now=${EPOCHREALTIME/,/.} t0=${1/,/.}
-	awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.1fs", b - a }'
-}
-
-# A step is logged when it starts and ends; the EXIT trap names the step a failure stopped in, so
-# steps run as plain commands and keep `set -e` (which bash ignores inside `if f` and `f || ...`).
-STEP='' STEP_T0=''
-step_begin() { STEP=$1 STEP_T0=$EPOCHREALTIME; log "$STEP ..."; }
-step_end() { log "$STEP: done in $(since "$STEP_T0")"; STEP=''; }
-
+# Steps (hack/lib.sh) run as plain commands and keep `set -e`; the EXIT trap names the step a
+# failure stopped in.
 WORK='' SCRATCH=''
 on_exit() {
 	local rc=$?
-	if [[ $rc -ne 0 && -n $STEP ]]; then
-		log "FAILED: $STEP (after $(since "$STEP_T0"), exit $rc)"
-	fi
+	step_failed "$rc"
 	# Temp dirs hold half-built binaries and half-prepared trees: never leave them behind.
 	[[ -z $WORK ]] || rm -rf "$WORK"
 	[[ -z $SCRATCH ]] || rm -rf "$SCRATCH"
@@ -70,6 +58,7 @@ version_of() {
 	kube-apiserver | kubectl | kube-controller-manager | kube-scheduler | kubelet) echo "$KUBERNETES_VERSION" ;;
 	helm) echo "$HELM_VERSION" ;;
 	csi-sanity) echo "$CSI_TEST_VERSION" ;;
+	golangci-lint) echo "$GOLANGCI_LINT_VERSION" ;;
 	*) return 1 ;;
 	esac
 }
@@ -259,6 +248,11 @@ build() {
 		go_install csi-sanity "github.com/kubernetes-csi/csi-test/${version%%.*}/cmd/csi-sanity@$version" \
 			"-s -w -X main.VERSION=$version"
 		;;
+	golangci-lint)
+		step_begin "building golangci-lint $version"
+		go_install golangci-lint "github.com/golangci/golangci-lint/${version%%.*}/cmd/golangci-lint@$version" \
+			"-s -w -X main.version=${version#v}"
+		;;
 	esac
 	install_bin "$name"
 	step_end
@@ -307,7 +301,7 @@ main() {
 	for name in "${names[@]}"; do
 		link "$name"
 	done
-	log "${names[*]}: ready in $BIN ($(since "$t0"))"
+	log "${names[*]}: ready in $BIN ($(seconds_since "$t0" 1)s)"
 	[[ $print_dir -eq 0 ]] || echo "$BIN"
 }
 

@@ -149,12 +149,7 @@ state() {
 	rm -rf "$W"/{pki,etcd,containerd,cni,kubelet,node,registry,run,driver,cluster.env,kubeconfig} "$W"/*.kubeconfig "$W"/*.yaml
 }
 
-step() {
-	local t0=$EPOCHREALTIME
-	"$2"
-	[[ $1 == - ]] || timing "$1" "$t0"
-}
-
+# Steps (hack/lib.sh) named - are not timed; none stops the teardown.
 [[ -d $W ]] || exit 0
 step "down: pods deleted" drain
 stop kube-controller-manager kube-scheduler

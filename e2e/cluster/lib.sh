@@ -1,4 +1,5 @@
 # Shared settings and helpers of the e2e cluster scripts; sourced, never run.
+# shellcheck shell=bash disable=SC2034 # the settings are for the scripts that source this
 #
 # Everything a cluster creates lives under E2E_DIR (default .cache/e2e in the
 # repository, which git ignores), except what the kernel keeps elsewhere: the
@@ -18,6 +19,8 @@
 #                      pods reach as the `kubernetes` Service: there is no
 #                      kube-proxy, so no other Service IP works
 #   E2E_REGISTRY_PORT  port of the image registry on the node IP (default: 25000)
+#   E2E_PREPARED       set (by run.sh) when the tools and the Debian packages
+#                      are in place: up.sh then skips installing them
 
 [[ -n ${E2E_LIB_LOADED:-} ]] && return 0
 E2E_LIB_LOADED=1
@@ -74,22 +77,10 @@ KUBECTL=$BIN/kubectl
 # go may be installed where our build machines keep it, outside PATH.
 command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin
 
-log() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# seconds_since T0 prints the seconds elapsed since the $EPOCHREALTIME value T0.
-seconds_since() {
-	awk -v a="${1/,/.}" -v b="${EPOCHREALTIME/,/.}" 'BEGIN { printf "%.2f", b - a }'
-}
-
-# timing NAME T0 logs and records how long NAME took since T0.
-timing() {
-	local s
-	s=$(seconds_since "$2")
-	log "$1: ${s}s"
-	mkdir -p "$(dirname "$TIMINGS")"
-	printf '%-44s %8ss\n' "$1" "$s" >>"$TIMINGS"
-}
+# log, die, seconds_since, timing (which records in $TIMINGS) and step: hack/lib.sh.
+LOG_TAG=e2e
+# shellcheck source=hack/lib.sh
+source "$E2E_ROOT/hack/lib.sh"
 
 need_root() {
 	[[ $(id -u) -eq 0 ]] || die "the e2e cluster mounts file systems and creates a bridge: run as root"

@@ -8,6 +8,8 @@
 #   source .cache/e2e/cluster.env && kubectl get nodes
 #
 # Fails, and leaves the pieces it started for down.sh, when a step fails.
+# Installs the Debian packages and builds the tools first, unless E2E_PREPARED
+# says the caller (run.sh) did.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -229,15 +231,16 @@ write_env() {
 	mv "$CLUSTER_ENV.tmp" "$CLUSTER_ENV"
 }
 
-step() {
-	local t0=$EPOCHREALTIME
-	"$2"
-	timing "$1" "$t0"
-}
+# A failed step (hack/lib.sh) stops the script (set -e); the trap names it.
+trap 'step_failed $?' EXIT
 
 preflight
-bash "$E2E_CLUSTER_DIR/packages.sh"
-bash "$E2E_ROOT/hack/tools.sh" k8s helm
+# make e2e (run.sh) has just done these; make cluster has not. The packages
+# go in before fresh_dirs records which host paths were absent.
+if [[ -z ${E2E_PREPARED:-} ]]; then
+	bash "$E2E_CLUSTER_DIR/packages.sh"
+	bash "$E2E_ROOT/hack/tools.sh" k8s helm
+fi
 fresh_dirs
 step "node images (pause, busybox)" node_images
 T_UP=$EPOCHREALTIME
