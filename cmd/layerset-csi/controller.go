@@ -6,8 +6,9 @@ import (
 	"net/http"
 	"time"
 
+	csicontroller "github.com/layerset/layerset-csi/pkg/csi/controller"
+
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/klog/v2"
@@ -17,7 +18,8 @@ import (
 	"github.com/layerset/layerset-csi/internal/version"
 	"github.com/layerset/layerset-csi/pkg/catalog"
 	"github.com/layerset/layerset-csi/pkg/controller"
-	"github.com/layerset/layerset-csi/pkg/driver"
+	"github.com/layerset/layerset-csi/pkg/csi/names"
+	"github.com/layerset/layerset-csi/pkg/csi/server"
 	"github.com/layerset/layerset-csi/pkg/health"
 	"github.com/layerset/layerset-csi/pkg/provisioner"
 	"github.com/layerset/layerset-csi/pkg/source"
@@ -62,7 +64,7 @@ func newControllerCommand() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&f.endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint: unix:///PATH or a bare PATH")
-	fs.StringVar(&f.driverName, "driver-name", driver.DefaultDriverName, "CSI driver name")
+	fs.StringVar(&f.driverName, "driver-name", names.DriverName, "CSI driver name")
 	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/layerset/csi", "where the records of created volumes live, in its subfolder controller; may be the node's")
 	fs.StringVar(&f.layerSets, "layersets", "", "standalone mode: folder of LayerSet YAML files instead of the Kubernetes API")
 	fs.StringSliceVar(&f.insecure, "insecure-registry", nil, "registry host[:port] that may be reached over plain HTTP when resolving --layersets (repeatable)")
@@ -78,42 +80,35 @@ func newControllerCommand() *cobra.Command {
 }
 
 func runController(ctx context.Context, f controllerFlags) error {
-	socket, err := driver.ParseEndpoint(f.endpoint)
+	socket, err := server.ParseEndpoint(f.endpoint)
 	if err != nil {
 		return fmt.Errorf("--endpoint: %w", err)
 	}
 	src := source.Options{Insecure: f.insecure}
-	var (
-		cat catalog.Catalog
-		mgr ctrl.Manager
-	)
-	if f.layerSets != "" {
-		dir, err := catalog.NewDir(ctx, f.layerSets, src)
-		if err != nil {
-			return fmt.Errorf("--layersets: %w", err)
-		}
-		defer dir.Close()
-		cat = dir
-	} else {
+	var mgr ctrl.Manager
+	cat, closeCatalog, err := openCatalog(ctx, f.layerSets, src, func() (catalog.Catalog, error) {
 		cfg, err := restConfig(f.kubeconfig)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if cat, err = catalog.StartCluster(ctx, cfg, src); err != nil {
-			return err
+		cat, err := catalog.StartCluster(ctx, cfg, src)
+		if err != nil {
+			return nil, err
 		}
 		mgr, err = controller.NewManager(cfg, controller.ManagerOptions{
 			LeaderElection: f.leaderElect, MetricsAddr: f.metricsAddress, HealthAddr: f.healthAddress,
 			LeaseDuration: f.leases.duration, RenewDeadline: f.leases.renewDeadline, RetryPeriod: f.leases.retryPeriod,
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := controller.SetupWithManager(ctx, mgr, controller.Options{Source: src}); err != nil {
-			return err
-		}
+		return cat, controller.SetupWithManager(ctx, mgr, controller.Options{Source: src})
+	})
+	if err != nil {
+		return err
 	}
-	cs, err := driver.NewControllerServer(ctx, driver.ControllerConfig{DriverName: f.driverName, StateDir: f.stateDir, Catalog: cat})
+	defer closeCatalog()
+	cs, err := csicontroller.New(ctx, csicontroller.Config{DriverName: f.driverName, StateDir: f.stateDir, Catalog: cat})
 	if err != nil {
 		return err
 	}
@@ -131,11 +126,10 @@ func runController(ctx context.Context, f controllerFlags) error {
 	var reg prometheus.Registerer = ctrlmetrics.Registry
 	var own *prometheus.Registry
 	if mgr == nil {
-		own = prometheus.NewRegistry()
-		own.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		own = newRegistry()
 		reg = own
 	}
-	lis, err := driver.Listen(f.endpoint)
+	lis, err := server.Listen(f.endpoint)
 	if err != nil {
 		return err
 	}
@@ -144,7 +138,7 @@ func runController(ctx context.Context, f controllerFlags) error {
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return driver.Serve(ctx, lis, driver.ServerOptions{DriverName: f.driverName, Version: version.Get(), Metrics: reg}, cs)
+		return server.Serve(ctx, lis, server.Options{DriverName: f.driverName, Version: version.Get(), Metrics: reg}, cs)
 	})
 	// Probing over the socket checks the gRPC server as well as the
 	// controller's state directory, which Identity.Probe asks about.
@@ -157,15 +151,8 @@ func runController(ctx context.Context, f controllerFlags) error {
 			}
 		}
 		g.Go(func() error { return mgr.Start(ctx) })
-	case f.metricsAddress != "" && f.metricsAddress == f.healthAddress:
-		g.Go(func() error { return health.Serve(ctx, f.metricsAddress, own, probe) })
 	default:
-		if f.metricsAddress != "" {
-			g.Go(func() error { return health.Serve(ctx, f.metricsAddress, own) })
-		}
-		if f.healthAddress != "" {
-			g.Go(func() error { return health.Serve(ctx, f.healthAddress, nil, probe) })
-		}
+		serveEndpoints(ctx, g, f.metricsAddress, f.healthAddress, own, probe)
 	}
 	return g.Wait()
 }

@@ -7,10 +7,10 @@ import (
 	"os"
 	"path/filepath"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
-	"github.com/layerset/layerset-csi/pkg/compose"
+	"github.com/layerset/layerset-csi/pkg/assemble"
+	"github.com/layerset/layerset-csi/pkg/catalog"
 	"github.com/layerset/layerset-csi/pkg/layers"
 )
 
@@ -38,11 +38,10 @@ func newMountCommand() *cobra.Command {
 			if file == "" {
 				return fmt.Errorf("--layerset FILE is required")
 			}
-			ls, err := compose.LoadFile(file)
+			cat, err := catalog.NewFile(file, sf.sourceOptions())
 			if err != nil {
 				return err
 			}
-			lookup := compose.DirLookup(filepath.Dir(file))
 			if volumeID == "" {
 				volumeID = targetVolumeID(target)
 			}
@@ -50,28 +49,14 @@ func newMountCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			chain, err := compose.Resolve(ctx, ls, lookup, sf.imageResolver())
-			if err != nil {
-				return err
-			}
-			if err := s.Import(ctx, compose.Sources(chain)); err != nil {
-				return err
-			}
 			node, _ := os.Hostname()
-			init, err := compose.RenderInit(ctx, ls.Spec.Init, compose.PodInfo{NodeName: node, VolumeID: volumeID}, nil)
-			if err != nil {
-				return err
-			}
-			diffIDs := make([]v1.Hash, len(chain))
-			for i, l := range chain {
-				diffIDs[i] = l.DiffID
-			}
-			vol, err := s.Mount(ctx, layers.VolumeSpec{ID: volumeID, Layers: diffIDs, Init: init, ReadOnly: readOnly, Target: target})
+			a := assemble.New(assemble.Options{Store: s, Catalog: cat, NodeName: node})
+			vol, err := a.Mount(ctx, assemble.Request{VolumeID: volumeID, LayerSet: cat.Name(), Target: target, ReadOnly: readOnly})
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "mounted LayerSet %q (%d layers + init) at %s as volume %s; writes go to %s\n",
-				ls.Name, len(chain), vol.Target, vol.ID, vol.UpperDir())
+				cat.Name(), len(vol.Layers), vol.Target, vol.ID, vol.UpperDir())
 			return nil
 		},
 	}
@@ -103,7 +88,7 @@ func newUnmountCommand() *cobra.Command {
 			}
 			for _, v := range vols {
 				if v.Target == target {
-					if err := s.Unmount(cmd.Context(), v.ID, true); err != nil {
+					if err := s.Unmount(cmd.Context(), v.ID, layers.RemoveUpper); err != nil {
 						return err
 					}
 					fmt.Fprintf(cmd.OutOrStdout(), "unmounted volume %s from %s\n", v.ID, target)

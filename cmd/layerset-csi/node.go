@@ -7,8 +7,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+	csicontroller "github.com/layerset/layerset-csi/pkg/csi/controller"
+	csinode "github.com/layerset/layerset-csi/pkg/csi/node"
+
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -18,8 +19,8 @@ import (
 	"github.com/layerset/layerset-csi/internal/version"
 	"github.com/layerset/layerset-csi/pkg/catalog"
 	"github.com/layerset/layerset-csi/pkg/compose"
-	"github.com/layerset/layerset-csi/pkg/driver"
-	"github.com/layerset/layerset-csi/pkg/health"
+	"github.com/layerset/layerset-csi/pkg/csi/names"
+	"github.com/layerset/layerset-csi/pkg/csi/server"
 	"github.com/layerset/layerset-csi/pkg/nodeagent"
 	"github.com/layerset/layerset-csi/pkg/registration"
 )
@@ -59,7 +60,7 @@ func newNodeCommand() *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&f.endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint: unix:///PATH or a bare PATH")
 	fs.StringVar(&f.nodeID, "node-id", "", "node name, as kubelet knows it (default: the host name)")
-	fs.StringVar(&f.driverName, "driver-name", driver.DefaultDriverName, "CSI driver name")
+	fs.StringVar(&f.driverName, "driver-name", names.DriverName, "CSI driver name")
 	fs.StringVar(&f.stateDir, "state-dir", "", "where per-volume records live (default: ROOT/csi)")
 	fs.StringVar(&f.layerSets, "layersets", "", "standalone mode: folder of LayerSet YAML files instead of the Kubernetes API")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "cluster mode: kubeconfig file (default: the pod's service account)")
@@ -86,7 +87,7 @@ func runNode(ctx context.Context, f nodeFlags) error {
 		}
 		f.nodeID = host
 	}
-	socket, err := driver.ParseEndpoint(f.endpoint)
+	socket, err := server.ParseEndpoint(f.endpoint)
 	if err != nil {
 		return fmt.Errorf("--endpoint: %w", err)
 	}
@@ -98,37 +99,32 @@ func runNode(ctx context.Context, f nodeFlags) error {
 		f.stateDir = filepath.Join(root, "csi")
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 
 	store, err := f.store.open(ctx)
 	if err != nil {
 		return err
 	}
 	var (
-		cat  catalog.Catalog
 		keys compose.KeyReader
 		mgr  ctrl.Manager
 	)
-	if f.layerSets != "" {
-		dir, err := catalog.NewDir(ctx, f.layerSets, f.store.sourceOptions())
-		if err != nil {
-			return err
-		}
-		defer dir.Close()
-		cat = dir
-	} else {
+	cat, closeCatalog, err := openCatalog(ctx, f.layerSets, f.store.sourceOptions(), func() (catalog.Catalog, error) {
 		cfg, err := restConfig(f.kubeconfig)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if mgr, err = nodeagent.NewManager(cfg, nodeagent.ManagerOptions{NodeName: f.nodeID}); err != nil {
-			return err
+			return nil, err
 		}
-		cat = catalog.NewCluster(mgr.GetCache(), mgr.GetAPIReader(), f.store.sourceOptions())
 		keys = catalog.KeyReader(mgr.GetAPIReader())
+		return catalog.NewCluster(mgr.GetCache(), mgr.GetAPIReader(), f.store.sourceOptions()), nil
+	})
+	if err != nil {
+		return err
 	}
-	node, err := driver.NewNodeServer(ctx, driver.Config{
+	defer closeCatalog()
+	node, err := csinode.New(ctx, csinode.Config{
 		DriverName: f.driverName,
 		Version:    version.Get(),
 		NodeID:     f.nodeID,
@@ -145,13 +141,13 @@ func runNode(ctx context.Context, f nodeFlags) error {
 	services := []any{node}
 	var sweep func(context.Context, string) (bool, error)
 	if f.controller {
-		cs, err := driver.NewControllerServer(ctx, driver.ControllerConfig{DriverName: f.driverName, StateDir: f.stateDir, Catalog: cat})
+		cs, err := csicontroller.New(ctx, csicontroller.Config{DriverName: f.driverName, StateDir: f.stateDir, Catalog: cat})
 		if err != nil {
 			return err
 		}
 		services, sweep = append(services, cs), cs.VolumeExists
 	}
-	lis, err := driver.Listen(f.endpoint)
+	lis, err := server.Listen(f.endpoint)
 	if err != nil {
 		return err
 	}
@@ -171,23 +167,12 @@ func runNode(ctx context.Context, f nodeFlags) error {
 		g.Go(func() error { return mgr.Start(ctx) })
 	}
 	g.Go(func() error {
-		return driver.Serve(ctx, lis, driver.ServerOptions{DriverName: f.driverName, Version: version.Get(), Metrics: reg}, services...)
+		return server.Serve(ctx, lis, server.Options{DriverName: f.driverName, Version: version.Get(), Metrics: reg}, services...)
 	})
 	if sweep != nil {
 		g.Go(func() error { return sweepPeriodically(ctx, node, sweep) })
 	}
-	// Metrics and health: one server when both addresses are the same.
-	switch {
-	case f.metricsAddress != "" && f.metricsAddress == f.healthAddress:
-		g.Go(func() error { return health.Serve(ctx, f.metricsAddress, reg, node.Check) })
-	default:
-		if f.metricsAddress != "" {
-			g.Go(func() error { return health.Serve(ctx, f.metricsAddress, reg) })
-		}
-		if f.healthAddress != "" {
-			g.Go(func() error { return health.Serve(ctx, f.healthAddress, nil, node.Check) })
-		}
-	}
+	serveEndpoints(ctx, g, f.metricsAddress, f.healthAddress, reg, node.Check)
 	if f.registrationDir != "" {
 		kubeletPath := f.kubeletEndpoint
 		if kubeletPath == "" {
@@ -202,7 +187,7 @@ func runNode(ctx context.Context, f nodeFlags) error {
 // volumes its controller service deleted.
 const sweepInterval = 5 * time.Minute
 
-func sweepPeriodically(ctx context.Context, node *driver.NodeServer, exists func(context.Context, string) (bool, error)) error {
+func sweepPeriodically(ctx context.Context, node *csinode.Server, exists func(context.Context, string) (bool, error)) error {
 	for {
 		removed, err := node.SweepUppers(ctx, exists)
 		if err != nil {

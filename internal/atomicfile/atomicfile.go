@@ -3,25 +3,34 @@
 package atomicfile
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
 )
 
 // TempGlob matches the temporary files WriteFiles leaves in a directory
 // when a crash interrupts it.
 const TempGlob = ".tmp-*"
 
+// Durability says whether a write must survive a power loss.
+type Durability bool
+
+const (
+	// Volatile writes are atomic, not synced: for what cannot outlive a
+	// reboot anyway, such as an inline volume's metadata.
+	Volatile Durability = false
+	// Durable writes are synced before they take effect.
+	Durable Durability = true
+)
+
 // WriteFiles writes each file through a temporary file in its directory
-// and moves it into place with Replace. With durable the temporary files
-// are synced first, concurrently, so the journal commits them together:
-// one disk flush rather than one per file. Making the moves themselves
+// and moves it into place with Replace. A Durable write syncs the
+// temporary files first, concurrently, so the journal commits them
+// together: one disk flush rather than one per file. Making the moves themselves
 // durable (SyncDir) is the caller's to decide.
-func WriteFiles(files map[string][]byte, perm os.FileMode, durable bool) error {
+func WriteFiles(files map[string][]byte, perm os.FileMode, durability Durability) error {
 	tmps := make(map[string]*os.File, len(files))
 	defer func() {
 		for _, f := range tmps {
@@ -42,7 +51,7 @@ func WriteFiles(files map[string][]byte, perm os.FileMode, durable bool) error {
 			return fmt.Errorf("write %s: %w", path, err)
 		}
 	}
-	if durable {
+	if durability == Durable {
 		var g errgroup.Group
 		for path, f := range tmps {
 			g.Go(func() error {
@@ -62,19 +71,6 @@ func WriteFiles(files map[string][]byte, perm os.FileMode, durable bool) error {
 		}
 	}
 	return nil
-}
-
-// Replace moves tmp to path. An existing file is exchanged with tmp rather
-// than renamed over, leaving its old content under tmp's name for the
-// caller to delete: ext4 writes a file renamed over another out to disk at
-// once (auto_da_alloc), which would put a disk write into every unsynced
-// replacement.
-func Replace(tmp, path string) error {
-	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_EXCHANGE)
-	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINVAL) { // nothing to exchange, or no support
-		return os.Rename(tmp, path)
-	}
-	return err
 }
 
 // SyncDir makes the creations, renames and removals in dir durable.

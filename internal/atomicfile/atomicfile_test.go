@@ -7,7 +7,7 @@ import (
 )
 
 func TestWriteFiles(t *testing.T) {
-	for _, durable := range []bool{false, true} {
+	for _, durable := range []Durability{Volatile, Durable} {
 		dir := t.TempDir()
 		a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 		if err := os.WriteFile(a, []byte("old content, longer"), 0o644); err != nil {

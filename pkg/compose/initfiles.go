@@ -8,7 +8,6 @@ import (
 	"text/template"
 
 	"github.com/layerset/layerset-csi/pkg/apis/layerset/v1alpha1"
-	"github.com/layerset/layerset-csi/pkg/layers"
 )
 
 // maxInitFileBytes bounds one rendered init file; init layers are for
@@ -35,12 +34,22 @@ const (
 // nil where no cluster is at hand (standalone mode).
 type KeyReader func(ctx context.Context, kind string, ref v1alpha1.KeyReference) ([]byte, error)
 
+// RenderedFile is one init file of one volume, ready to be written into
+// its init layer.
+type RenderedFile struct {
+	// Path is relative to the volume root, as the LayerSet gave it.
+	Path string
+	// Mode holds the permission bits.
+	Mode os.FileMode
+	Data []byte
+}
+
 // RenderInit produces the init files of one volume.
-func RenderInit(ctx context.Context, init *v1alpha1.InitLayer, pod PodInfo, keys KeyReader) ([]layers.InitFile, error) {
+func RenderInit(ctx context.Context, init *v1alpha1.InitLayer, pod PodInfo, keys KeyReader) ([]RenderedFile, error) {
 	if init == nil {
 		return nil, nil
 	}
-	out := make([]layers.InitFile, 0, len(init.Files))
+	out := make([]RenderedFile, 0, len(init.Files))
 	for i, f := range init.Files {
 		data, err := renderFile(ctx, f, pod, keys)
 		if err != nil {
@@ -56,7 +65,7 @@ func RenderInit(ctx context.Context, init *v1alpha1.InitLayer, pod PodInfo, keys
 			}
 			mode = os.FileMode(*f.Mode)
 		}
-		out = append(out, layers.InitFile{Path: f.Path, Mode: mode, Data: data})
+		out = append(out, RenderedFile{Path: f.Path, Mode: mode, Data: data})
 	}
 	return out, nil
 }

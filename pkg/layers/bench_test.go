@@ -73,7 +73,7 @@ func BenchmarkComposeMount(b *testing.B) {
 				}
 				ours = append(ours, time.Since(start))
 				b.StopTimer()
-				if err := s.Unmount(ctx, id, true); err != nil {
+				if err := s.Unmount(ctx, id, RemoveUpper); err != nil {
 					b.Fatal(err)
 				}
 				b.StartTimer()

@@ -43,7 +43,7 @@ func validLinkID(s string) bool {
 // writeFileAtomic replaces path with data, synced: readers and a restart
 // after a crash or power loss see the old content or the new.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	return atomicfile.WriteFiles(map[string][]byte{path: data}, perm, true)
+	return atomicfile.WriteFiles(map[string][]byte{path: data}, perm, atomicfile.Durable)
 }
 
 // writeStagedFiles writes files into a staging directory that nothing

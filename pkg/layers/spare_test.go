@@ -37,7 +37,7 @@ func TestSpareSkeletonIsReusedClean(t *testing.T) {
 	mustDo(t, os.Chmod(first, 0o700))
 	mustDo(t, os.Chown(first, 1000, 1000))
 	mustDo(t, unix.Setxattr(first, "user.note", []byte("first"), 0))
-	mustDo(t, s.Unmount(ctx, "first", true))
+	mustDo(t, s.Unmount(ctx, "first", RemoveUpper))
 	if got := entryNames(t, s.path(spareDir)); len(got) != 2 {
 		t.Fatalf("want the removed volume kept as one spare (2 dirs), got %v", got)
 	}
@@ -92,7 +92,7 @@ func TestSparesBounded(t *testing.T) {
 	mustDo(t, err)
 	img := pull(t, s, exampleImage(t))
 	mountVolume(t, s, VolumeSpec{ID: "v", Layers: chainOf(img), Target: filepath.Join(t.TempDir(), "v")})
-	mustDo(t, s.Unmount(context.Background(), "v", true))
+	mustDo(t, s.Unmount(context.Background(), "v", RemoveUpper))
 	if got := entryNames(t, s.path(spareDir)); len(got) != 0 {
 		t.Errorf("no spares wanted, got %v", got)
 	}
@@ -109,7 +109,7 @@ func TestSpareEmptiedByAnotherOpen(t *testing.T) {
 	img := pull(t, s, exampleImage(t))
 	ctx := context.Background()
 	mountVolume(t, s, VolumeSpec{ID: "a", Layers: chainOf(img), Target: filepath.Join(t.TempDir(), "a")})
-	mustDo(t, s.Unmount(ctx, "a", true))
+	mustDo(t, s.Unmount(ctx, "a", RemoveUpper))
 	if _, err := Open(ctx, Options{Root: filepath.Dir(s.dir), NoSync: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestLayerCollectedByAnotherProcess(t *testing.T) {
 	target := filepath.Join(t.TempDir(), "mnt")
 	spec := VolumeSpec{ID: "v", Layers: chainOf(img), Target: target}
 	mountVolume(t, s, spec)
-	mustDo(t, s.Unmount(ctx, "v", true))
+	mustDo(t, s.Unmount(ctx, "v", RemoveUpper))
 
 	other, err := Open(ctx, Options{Root: filepath.Dir(s.dir), NoSync: true})
 	mustDo(t, err)
@@ -229,7 +229,7 @@ func TestLayerCollectedByAnotherProcess(t *testing.T) {
 	if _, err := s.Mount(ctx, spec); !errors.Is(err, ErrLayerMissing) {
 		t.Fatalf("mount after the layers were collected: want ErrLayerMissing, got %v", err)
 	}
-	mustDo(t, s.Unmount(ctx, "v", true))
+	mustDo(t, s.Unmount(ctx, "v", RemoveUpper))
 	if _, err := s.Pull(ctx, ref, source.Options{Insecure: []string{reg.Host}}); err != nil {
 		t.Fatal(err)
 	}

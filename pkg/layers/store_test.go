@@ -269,13 +269,13 @@ func TestUnmountKeepsOrRemovesUpper(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := s.Unmount(ctx, "pv-1", false); err != nil {
+	if err := s.Unmount(ctx, "pv-1", KeepUpper); err != nil {
 		t.Fatal(err)
 	}
 	if m, _ := overlay.IsMounted(target); m {
 		t.Fatal("still mounted")
 	}
-	if err := s.Unmount(ctx, "pv-1", false); err != nil {
+	if err := s.Unmount(ctx, "pv-1", KeepUpper); err != nil {
 		t.Fatalf("second unmount must be a no-op: %v", err)
 	}
 	mountVolume(t, s, spec)
@@ -286,7 +286,7 @@ func TestUnmountKeepsOrRemovesUpper(t *testing.T) {
 	if _, err := s.Mount(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Unmount(ctx, "pv-1", true); err != nil {
+	if err := s.Unmount(ctx, "pv-1", RemoveUpper); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range []string{volumeDirName("pv-1"), volumeDirName("pv-1") + initSuffix} {
@@ -298,7 +298,7 @@ func TestUnmountKeepsOrRemovesUpper(t *testing.T) {
 	if len(links) != len(img.Layers) {
 		t.Errorf("want only the %d layer links left, got %d", len(img.Layers), len(links))
 	}
-	if err := s.Unmount(ctx, "pv-1", true); !errors.Is(err, ErrVolumeNotFound) {
+	if err := s.Unmount(ctx, "pv-1", RemoveUpper); !errors.Is(err, ErrVolumeNotFound) {
 		t.Errorf("unmount of a removed volume: want ErrVolumeNotFound, got %v", err)
 	}
 }

@@ -3,15 +3,12 @@ package layers
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -20,6 +17,7 @@ import (
 
 	"github.com/layerset/layerset-csi/internal/atomicfile"
 	"github.com/layerset/layerset-csi/pkg/overlay"
+	"github.com/layerset/layerset-csi/pkg/volumeid"
 )
 
 const (
@@ -61,17 +59,8 @@ type Volume struct {
 	Dir string `json:"-"`
 }
 
-var safeVolumeID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-
-// volumeDirName maps a volume id to its directory name. Readable ids are
-// kept as they are, so an operator can find a volume; others are hashed.
-func volumeDirName(id string) string {
-	if safeVolumeID.MatchString(id) && !strings.HasSuffix(id, initSuffix) {
-		return volumePrefix + id
-	}
-	sum := sha256.Sum256([]byte(id))
-	return volumePrefix + "h-" + hex.EncodeToString(sum[:20])
-}
+// volumeDirName maps a volume id to its directory name, by the one id rule.
+func volumeDirName(id string) string { return volumePrefix + volumeid.Name(id) }
 
 func (spec VolumeSpec) validate() error {
 	if spec.ID == "" {
@@ -305,7 +294,7 @@ func (s *Store) refreshVolume(name string, vol *Volume, chain []string, init []I
 			changed[path] = data
 		}
 	}
-	return lowers, atomicfile.WriteFiles(changed, 0o644, durable)
+	return lowers, atomicfile.WriteFiles(changed, 0o644, atomicfile.Durability(durable))
 }
 
 // stageDir makes a directory in staging with the given subdirectories.
@@ -323,10 +312,20 @@ func (s *Store) stageDir(name string, subs ...string) (string, error) {
 	return dir, nil
 }
 
-// Unmount unmounts the volume. With remove it also deletes the volume's
-// private directories, its upper included; without, the upper stays for
-// the next Mount of the same id.
-func (s *Store) Unmount(ctx context.Context, id string, remove bool) error {
+// Upper says what Unmount does with a volume's directories.
+type Upper int
+
+const (
+	// KeepUpper leaves the upper for the next Mount of the same id.
+	KeepUpper Upper = iota
+	// RemoveUpper deletes the volume's private directories, upper
+	// included.
+	RemoveUpper
+)
+
+// Unmount unmounts the volume from the target its record names, and with
+// RemoveUpper deletes its private directories.
+func (s *Store) Unmount(ctx context.Context, id string, upper Upper) error {
 	unlock, err := s.lock(false)
 	if err != nil {
 		return err
@@ -345,7 +344,7 @@ func (s *Store) Unmount(ctx context.Context, id string, remove bool) error {
 			return fmt.Errorf("unmount volume %q from %s: %w", id, vol.Target, err)
 		}
 	}
-	if !remove {
+	if upper == KeepUpper {
 		return nil
 	}
 	// Record the release as the layers' last use, for garbage collection.

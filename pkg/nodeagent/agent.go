@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/layerset/layerset-csi/pkg/apis/layerset/v1alpha1"
-	"github.com/layerset/layerset-csi/pkg/compose"
+	"github.com/layerset/layerset-csi/pkg/assemble"
 )
 
 // agent reconciles the node's layer cache: it asks for the pulls the
@@ -29,6 +29,7 @@ type agent struct {
 	client   client.Client // cached: this Node, this NodeCache, LayerSets
 	api      client.Reader // uncached
 	prefetch *prefetcher
+	assemble *assemble.Assembler // pulls the LayerSets to prefetch
 	now      func() time.Time
 
 	// changed wakes the reconciler when the store's directory changed or a
@@ -117,16 +118,10 @@ func (a *agent) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.R
 
 // pull imports the chain of one LayerSet; the prefetcher calls it.
 func (a *agent) pull(ctx context.Context, name string) error {
-	_, chain, err := a.opts.Catalog.Resolve(ctx, name)
-	if err != nil {
-		return err
-	}
 	a.importMu.RLock()
 	defer a.importMu.RUnlock()
-	if err := a.opts.Store.Import(ctx, compose.Sources(chain)); err != nil {
-		return fmt.Errorf("pull the layers of LayerSet %q: %w", name, err)
-	}
-	return nil
+	_, _, err := a.assemble.Pull(ctx, name)
+	return err
 }
 
 // collect keeps the store under its budget, sparing keep. While a

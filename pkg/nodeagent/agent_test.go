@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	csinode "github.com/layerset/layerset-csi/pkg/csi/node"
+
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -23,7 +25,7 @@ import (
 	"github.com/layerset/layerset-csi/pkg/apis/layerset/v1alpha1"
 	"github.com/layerset/layerset-csi/pkg/catalog"
 	"github.com/layerset/layerset-csi/pkg/controller"
-	"github.com/layerset/layerset-csi/pkg/driver"
+	"github.com/layerset/layerset-csi/pkg/csi/names"
 	"github.com/layerset/layerset-csi/pkg/layers"
 	"github.com/layerset/layerset-csi/pkg/nodeagent"
 	"github.com/layerset/layerset-csi/pkg/source"
@@ -138,7 +140,7 @@ func TestNodeAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := driver.NewNodeServer(ctx, driver.Config{NodeID: nodeName, StateDir: filepath.Join(dir, "csi"), Store: store, Catalog: nodeCat})
+	ns, err := csinode.New(ctx, csinode.Config{NodeID: nodeName, StateDir: filepath.Join(dir, "csi"), Store: store, Catalog: nodeCat})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +154,7 @@ func TestNodeAgent(t *testing.T) {
 				AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
 				AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_MULTI_WRITER},
 			},
-			VolumeContext: map[string]string{driver.ContextLayerSet: "app"},
+			VolumeContext: map[string]string{names.ContextLayerSet: "app"},
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +169,7 @@ func TestNodeAgent(t *testing.T) {
 			Spec: corev1.PersistentVolumeSpec{
 				Capacity:               corev1.ResourceList{corev1.ResourceStorage: resourceOne},
 				AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-				PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: driver.DefaultDriverName, VolumeHandle: id}},
+				PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: names.DriverName, VolumeHandle: id}},
 			},
 		}
 		if err := c.Create(ctx, pv); err != nil {

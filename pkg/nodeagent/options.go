@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/layerset/layerset-csi/pkg/catalog"
-	"github.com/layerset/layerset-csi/pkg/driver"
+	"github.com/layerset/layerset-csi/pkg/csi/names"
 	"github.com/layerset/layerset-csi/pkg/layers"
 )
 
@@ -19,7 +19,7 @@ const (
 )
 
 // Sweeper removes the kept uppers of persistent volumes that no longer
-// exist; *driver.NodeServer is one.
+// exist; *node.Server is one.
 type Sweeper interface {
 	SweepUppers(ctx context.Context, exists func(ctx context.Context, volumeID string) (bool, error)) ([]string, error)
 }
@@ -46,7 +46,7 @@ type Options struct {
 	// sweep off.
 	Sweeper Sweeper
 	// DriverName is the CSI driver whose PersistentVolumes the sweep
-	// looks for; default driver.DefaultDriverName.
+	// looks for; default names.DriverName.
 	DriverName string
 	// ResyncInterval is how often the cache is reported, collected and
 	// prefetched with no event asking; default DefaultResyncInterval.
@@ -75,7 +75,7 @@ func (o *Options) setDefaults() error {
 			o.ResyncInterval, o.SweepInterval, o.MinLayerAge))
 	}
 	if o.DriverName == "" {
-		o.DriverName = driver.DefaultDriverName
+		o.DriverName = names.DriverName
 	}
 	if o.ResyncInterval == 0 {
 		o.ResyncInterval = DefaultResyncInterval

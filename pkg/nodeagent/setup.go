@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/layerset/layerset-csi/pkg/apis/layerset/v1alpha1"
+	"github.com/layerset/layerset-csi/pkg/assemble"
 )
 
 // Controller names, in logs and metrics.
@@ -36,11 +37,12 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 	a := &agent{
-		opts:    opts,
-		client:  mgr.GetClient(),
-		api:     mgr.GetAPIReader(),
-		now:     time.Now,
-		changed: make(chan struct{}, 1),
+		opts:     opts,
+		client:   mgr.GetClient(),
+		api:      mgr.GetAPIReader(),
+		now:      time.Now,
+		changed:  make(chan struct{}, 1),
+		assemble: assemble.New(assemble.Options{Store: opts.Store, Catalog: opts.Catalog, NodeName: opts.NodeName}),
 	}
 	a.prefetch = newPrefetcher(a.pull, a.poke)
 	for _, r := range []interface {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/layerset/layerset-csi/pkg/csi/names"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
@@ -15,8 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
-
-	"github.com/layerset/layerset-csi/pkg/driver"
 )
 
 // Event reasons, external-provisioner's.
@@ -105,15 +104,15 @@ func (r *claims) topology(ctx context.Context, claim *corev1.PersistentVolumeCla
 	case err != nil:
 		return nil, false, fmt.Errorf("reading node %q: %w", name, err)
 	}
-	segment := node.Labels[driver.TopologyKey]
+	segment := node.Labels[names.TopologyKey]
 	switch {
 	case segment != "":
 		return topologyRequirement(segment), false, nil
 	case !writable(claim.Spec.AccessModes):
 		return nil, false, nil
 	}
-	r.failed(claim, "node %q has no label %s: the layerset-csi node plugin has not registered on it yet", name, driver.TopologyKey)
-	return nil, false, fmt.Errorf("node %q has no label %s", name, driver.TopologyKey)
+	r.failed(claim, "node %q has no label %s: the layerset-csi node plugin has not registered on it yet", name, names.TopologyKey)
+	return nil, false, fmt.Errorf("node %q has no label %s", name, names.TopologyKey)
 }
 
 // reschedule removes the selected node from the claim, which makes the
@@ -163,7 +162,7 @@ func (r *claims) provision(ctx context.Context, claim *corev1.PersistentVolumeCl
 		}
 		return fmt.Errorf("creating PersistentVolume %s for claim %s/%s: %w", pv.Name, claim.Namespace, claim.Name, err)
 	}
-	logger.Info("Provisioned volume", "pv", pv.Name, "volumeID", pv.Spec.CSI.VolumeHandle, "layerSet", pv.Spec.CSI.VolumeAttributes[driver.ContextLayerSet])
+	logger.Info("Provisioned volume", "pv", pv.Name, "volumeID", pv.Spec.CSI.VolumeHandle, "layerSet", pv.Spec.CSI.VolumeAttributes[names.ContextLayerSet])
 	r.events.Eventf(claim, nil, corev1.EventTypeNormal, reasonSucceeded, actionProvision, "Successfully provisioned volume %s", pv.Name)
 	return nil
 }

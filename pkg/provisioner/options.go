@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/container-storage-interface/spec/lib/go/csi"
+	csicontroller "github.com/layerset/layerset-csi/pkg/csi/controller"
 
-	"github.com/layerset/layerset-csi/pkg/driver"
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/layerset/layerset-csi/pkg/csi/names"
 )
 
 // DefaultTimeout bounds one CreateVolume or DeleteVolume call. CreateVolume
@@ -22,12 +23,12 @@ type Controller interface {
 	DeleteVolume(context.Context, *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error)
 }
 
-var _ Controller = (*driver.ControllerServer)(nil)
+var _ Controller = (*csicontroller.Server)(nil)
 
 // Options configure the provisioner.
 type Options struct {
 	// DriverName is the provisioner name StorageClasses give; default
-	// driver.DefaultDriverName.
+	// names.DriverName.
 	DriverName string
 	// Controller creates and deletes the volumes.
 	Controller Controller
@@ -46,7 +47,7 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("provisioner: timeout %s and workers %d must not be negative", o.Timeout, o.Workers)
 	}
 	if o.DriverName == "" {
-		o.DriverName = driver.DefaultDriverName
+		o.DriverName = names.DriverName
 	}
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout

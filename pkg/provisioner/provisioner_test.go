@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	csicontroller "github.com/layerset/layerset-csi/pkg/csi/controller"
+
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -17,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/layerset/layerset-csi/pkg/controller"
-	"github.com/layerset/layerset-csi/pkg/driver"
+	"github.com/layerset/layerset-csi/pkg/csi/names"
 	"github.com/layerset/layerset-csi/pkg/provisioner"
 	"github.com/layerset/layerset-csi/test/envtest"
 )
@@ -31,7 +33,7 @@ type env struct {
 	t    *testing.T
 	ctx  context.Context
 	c    client.Client
-	ctrl *driver.ControllerServer
+	ctrl *csicontroller.Server
 }
 
 func (e env) create(objs ...client.Object) {
@@ -46,8 +48,8 @@ func (e env) create(objs ...client.Object) {
 func storageClass(name string, binding storagev1.VolumeBindingMode, reclaim corev1.PersistentVolumeReclaimPolicy) *storagev1.StorageClass {
 	return &storagev1.StorageClass{
 		ObjectMeta:        metav1.ObjectMeta{Name: name},
-		Provisioner:       driver.DefaultDriverName,
-		Parameters:        map[string]string{driver.ParamLayerSet: "tools"},
+		Provisioner:       names.DriverName,
+		Parameters:        map[string]string{names.ParamLayerSet: "tools"},
 		ReclaimPolicy:     &reclaim,
 		MountOptions:      []string{"noatime"},
 		VolumeBindingMode: &binding,
@@ -185,7 +187,7 @@ func TestProvisioner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctrlSrv, err := driver.NewControllerServer(ctx, driver.ControllerConfig{StateDir: t.TempDir()})
+	ctrlSrv, err := csicontroller.New(ctx, csicontroller.Config{StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +206,7 @@ func TestProvisioner(t *testing.T) {
 
 	e.create(
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
-		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{driver.TopologyKey: nodeName}}},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{names.TopologyKey: nodeName}}},
 		storageClass("late", storagev1.VolumeBindingWaitForFirstConsumer, corev1.PersistentVolumeReclaimDelete),
 		storageClass("late-retain", storagev1.VolumeBindingWaitForFirstConsumer, corev1.PersistentVolumeReclaimRetain),
 		storageClass("immediate", storagev1.VolumeBindingImmediate, corev1.PersistentVolumeReclaimDelete),
@@ -223,18 +225,18 @@ func TestProvisioner(t *testing.T) {
 		}
 		pv := e.volumeOf(pvc)
 		s := pv.Spec
-		if s.CSI == nil || s.CSI.Driver != driver.DefaultDriverName || s.CSI.VolumeHandle != pv.Name ||
-			s.CSI.VolumeAttributes[driver.ContextLayerSet] != "tools" {
-			t.Errorf("CSI source %+v, want driver %s, handle %s, attributes with layerSet tools", s.CSI, driver.DefaultDriverName, pv.Name)
+		if s.CSI == nil || s.CSI.Driver != names.DriverName || s.CSI.VolumeHandle != pv.Name ||
+			s.CSI.VolumeAttributes[names.ContextLayerSet] != "tools" {
+			t.Errorf("CSI source %+v, want driver %s, handle %s, attributes with layerSet tools", s.CSI, names.DriverName, pv.Name)
 		}
 		aff := s.NodeAffinity
 		if aff == nil || aff.Required == nil || len(aff.Required.NodeSelectorTerms) != 1 ||
 			!slices.EqualFunc(aff.Required.NodeSelectorTerms[0].MatchExpressions, []corev1.NodeSelectorRequirement{
-				{Key: driver.TopologyKey, Operator: corev1.NodeSelectorOpIn, Values: []string{nodeName}},
+				{Key: names.TopologyKey, Operator: corev1.NodeSelectorOpIn, Values: []string{nodeName}},
 			}, func(a, b corev1.NodeSelectorRequirement) bool {
 				return a.Key == b.Key && a.Operator == b.Operator && slices.Equal(a.Values, b.Values)
 			}) {
-			t.Errorf("node affinity %+v, want %s in [%s]", aff, driver.TopologyKey, nodeName)
+			t.Errorf("node affinity %+v, want %s in [%s]", aff, names.TopologyKey, nodeName)
 		}
 		if ref := s.ClaimRef; ref == nil || ref.UID != pvc.UID || ref.Namespace != namespace || ref.Name != "data" {
 			t.Errorf("claimRef %+v, want the claim", ref)
@@ -243,7 +245,7 @@ func TestProvisioner(t *testing.T) {
 			!slices.Equal(s.MountOptions, []string{"noatime"}) || !slices.Equal(s.AccessModes, pvc.Spec.AccessModes) {
 			t.Errorf("reclaim %s, class %q, mount options %v, access modes %v", s.PersistentVolumeReclaimPolicy, s.StorageClassName, s.MountOptions, s.AccessModes)
 		}
-		if pv.Annotations[provisioner.AnnProvisionedBy] != driver.DefaultDriverName || !slices.Contains(pv.Finalizers, provisioner.Finalizer) {
+		if pv.Annotations[provisioner.AnnProvisionedBy] != names.DriverName || !slices.Contains(pv.Finalizers, provisioner.Finalizer) {
 			t.Errorf("annotations %v, finalizers %v", pv.Annotations, pv.Finalizers)
 		}
 		if !e.volumeExists(pv.Name) {
@@ -294,7 +296,7 @@ func TestProvisioner(t *testing.T) {
 		if pv.Spec.NodeAffinity != nil {
 			t.Errorf("a read-only volume, which every node composes, has node affinity %+v", pv.Spec.NodeAffinity)
 		}
-		if pv.Spec.CSI.VolumeAttributes[driver.ContextLayerSet] != "tools" {
+		if pv.Spec.CSI.VolumeAttributes[names.ContextLayerSet] != "tools" {
 			t.Errorf("volume attributes %v", pv.Spec.CSI.VolumeAttributes)
 		}
 		var other corev1.PersistentVolume
@@ -339,7 +341,7 @@ func TestProvisioner(t *testing.T) {
 		e := e
 		e.t = t
 		bad := storageClass("bad", storagev1.VolumeBindingImmediate, corev1.PersistentVolumeReclaimDelete)
-		bad.Parameters = map[string]string{driver.ParamLayerSet: "Not A Name"}
+		bad.Parameters = map[string]string{names.ParamLayerSet: "Not A Name"}
 		pvc := claim("refused", "bad", corev1.ReadOnlyMany, "")
 		e.create(pvc) // before its class: the class's creation brings it back
 		e.create(bad)

@@ -7,12 +7,11 @@ import (
 	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/layerset/layerset-csi/pkg/csi/names"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/layerset/layerset-csi/pkg/driver"
 )
 
 // Annotations and the finalizer of external-provisioner's contract.
@@ -108,7 +107,7 @@ func classParameters(params map[string]string) (map[string]string, string, error
 // topology segment is segment: strict, one node, as the node's upper
 // lives there.
 func topologyRequirement(segment string) *csi.TopologyRequirement {
-	t := &csi.Topology{Segments: map[string]string{driver.TopologyKey: segment}}
+	t := &csi.Topology{Segments: map[string]string{names.TopologyKey: segment}}
 	return &csi.TopologyRequirement{Requisite: []*csi.Topology{t}, Preferred: []*csi.Topology{t}}
 }
 

@@ -9,13 +9,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/layerset/layerset-csi/pkg/csi/names"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-
-	"github.com/layerset/layerset-csi/pkg/driver"
 )
 
 func testClaim(modes ...corev1.PersistentVolumeAccessMode) *corev1.PersistentVolumeClaim {
@@ -31,7 +30,7 @@ func testClaim(modes ...corev1.PersistentVolumeAccessMode) *corev1.PersistentVol
 func testClass(change ...func(*storagev1.StorageClass)) *storagev1.StorageClass {
 	c := &storagev1.StorageClass{
 		ObjectMeta:   metav1.ObjectMeta{Name: "layers"},
-		Provisioner:  driver.DefaultDriverName,
+		Provisioner:  names.DriverName,
 		Parameters:   map[string]string{"layerSet": "tools"},
 		MountOptions: []string{"noatime"},
 	}
@@ -144,11 +143,11 @@ func TestPersistentVolume(t *testing.T) {
 		name:  "pinned writable volume, default reclaim policy",
 		class: testClass(func(c *storagev1.StorageClass) { c.Parameters[paramFSType] = "overlay" }),
 		vol: &csi.Volume{VolumeId: "pvc-0b1c", VolumeContext: map[string]string{"layerSet": "tools"},
-			AccessibleTopology: []*csi.Topology{{Segments: map[string]string{driver.TopologyKey: "node-a"}}}},
+			AccessibleTopology: []*csi.Topology{{Segments: map[string]string{names.TopologyKey: "node-a"}}}},
 		capacity:  "2Gi",
 		finalizer: true,
 		affinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-			MatchExpressions: []corev1.NodeSelectorRequirement{{Key: driver.TopologyKey, Operator: corev1.NodeSelectorOpIn, Values: []string{"node-a"}}},
+			MatchExpressions: []corev1.NodeSelectorRequirement{{Key: names.TopologyKey, Operator: corev1.NodeSelectorOpIn, Values: []string{"node-a"}}},
 		}}}},
 	}, {
 		name:     "retained, of a known size, on every node",
@@ -161,8 +160,8 @@ func TestPersistentVolume(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pv := persistentVolume(claim, tc.class, req, tc.vol, driver.DefaultDriverName)
-			if pv.Name != "pvc-0b1c" || pv.Annotations[AnnProvisionedBy] != driver.DefaultDriverName {
+			pv := persistentVolume(claim, tc.class, req, tc.vol, names.DriverName)
+			if pv.Name != "pvc-0b1c" || pv.Annotations[AnnProvisionedBy] != names.DriverName {
 				t.Errorf("name %q, annotations %v", pv.Name, pv.Annotations)
 			}
 			if got := slices.Contains(pv.Finalizers, Finalizer); got != tc.finalizer {
@@ -188,7 +187,7 @@ func TestPersistentVolume(t *testing.T) {
 				t.Errorf("claimRef %+v, want %+v", s.ClaimRef, want)
 			}
 			c := s.CSI
-			if c == nil || c.Driver != driver.DefaultDriverName || c.VolumeHandle != "pvc-0b1c" || !reflect.DeepEqual(c.VolumeAttributes, tc.vol.VolumeContext) ||
+			if c == nil || c.Driver != names.DriverName || c.VolumeHandle != "pvc-0b1c" || !reflect.DeepEqual(c.VolumeAttributes, tc.vol.VolumeContext) ||
 				c.FSType != tc.class.Parameters[paramFSType] {
 				t.Errorf("CSI source %+v", c)
 			}

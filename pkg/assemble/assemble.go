@@ -1,0 +1,101 @@
+// Package assemble makes volumes on this node from LayerSets: it resolves
+// a LayerSet's chain, pulls the layers the store lacks, renders the init
+// files and mounts the composed volume. The CSI node service, the node
+// agent's prefetch and the mount command all go through it, so a volume
+// is made the same way whoever asks for it.
+package assemble
+
+import (
+	"context"
+	"fmt"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/layerset/layerset-csi/pkg/apis/layerset/v1alpha1"
+	"github.com/layerset/layerset-csi/pkg/catalog"
+	"github.com/layerset/layerset-csi/pkg/compose"
+	"github.com/layerset/layerset-csi/pkg/layers"
+)
+
+// Options configure an Assembler.
+type Options struct {
+	Store   *layers.Store
+	Catalog catalog.Catalog
+	// Keys reads ConfigMap and Secret keys for init files; nil where no
+	// cluster is at hand, and such files then fail to render.
+	Keys compose.KeyReader
+	// NodeName is what init templates see as .NodeName.
+	NodeName string
+}
+
+// Assembler makes volumes from the LayerSets of one catalog in one store.
+type Assembler struct{ opts Options }
+
+// New returns an Assembler.
+func New(opts Options) *Assembler { return &Assembler{opts: opts} }
+
+// Request says what to compose for one volume and where to mount it.
+type Request struct {
+	VolumeID string
+	LayerSet string
+	// Pod is what init templates see of the pod; its NodeName and
+	// VolumeID are filled in.
+	Pod    compose.PodInfo
+	Target string
+	// ReadOnly volumes have no writable upper.
+	ReadOnly bool
+	// Ephemeral volumes cannot outlive a reboot, so their metadata is
+	// written atomically but not synced to disk.
+	Ephemeral bool
+}
+
+// Mount resolves the LayerSet, pulls what the store lacks, renders the
+// init files and mounts the volume at req.Target.
+//
+// The pull runs detached from ctx inside the store: when a caller's
+// deadline ends this call, the download goes on, and a retry joins it.
+func (a *Assembler) Mount(ctx context.Context, req Request) (*layers.Volume, error) {
+	ls, chain, err := a.Pull(ctx, req.LayerSet)
+	if err != nil {
+		return nil, err
+	}
+	pod := req.Pod
+	pod.NodeName, pod.VolumeID = a.opts.NodeName, req.VolumeID
+	rendered, err := compose.RenderInit(ctx, ls.Spec.Init, pod, a.opts.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("render the init files of LayerSet %q: %w", req.LayerSet, err)
+	}
+	init := make([]layers.InitFile, len(rendered))
+	for i, f := range rendered {
+		init[i] = layers.InitFile{Path: f.Path, Mode: f.Mode, Data: f.Data}
+	}
+	diffIDs := make([]v1.Hash, len(chain))
+	for i, l := range chain {
+		diffIDs[i] = l.DiffID
+	}
+	vol, err := a.opts.Store.Mount(ctx, layers.VolumeSpec{
+		ID:        req.VolumeID,
+		Layers:    diffIDs,
+		Init:      init,
+		ReadOnly:  req.ReadOnly,
+		Target:    req.Target,
+		Ephemeral: req.Ephemeral,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("compose LayerSet %q: %w", req.LayerSet, err)
+	}
+	return vol, nil
+}
+
+// Pull resolves the LayerSet called name and imports the layers of its
+// chain the store lacks.
+func (a *Assembler) Pull(ctx context.Context, name string) (*v1alpha1.LayerSet, []compose.Layer, error) {
+	ls, chain, err := a.opts.Catalog.Resolve(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := a.opts.Store.Import(ctx, compose.Sources(chain)); err != nil {
+		return nil, nil, fmt.Errorf("pull the layers of LayerSet %q: %w", name, err)
+	}
+	return ls, chain, nil
+}

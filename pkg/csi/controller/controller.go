@@ -1,0 +1,312 @@
+// Package controller is the CSI Controller service of layerset-csi.
+// Creating a volume only records it, so that a retry gets the same answer
+// and DeleteVolume knows what it made; a node composes the volume when it
+// is staged.
+package controller
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
+
+	"github.com/layerset/layerset-csi/internal/atomicfile"
+	"github.com/layerset/layerset-csi/internal/record"
+	"github.com/layerset/layerset-csi/pkg/catalog"
+	"github.com/layerset/layerset-csi/pkg/csi/names"
+	"github.com/layerset/layerset-csi/pkg/csi/rpc"
+)
+
+// Config configures the controller service.
+type Config struct {
+	DriverName string // default names.DriverName
+	// StateDir is where the records of created volumes live, in its
+	// subdirectory "controller"; it may be shared with a node service.
+	StateDir string
+	// Catalog, when set, is asked whether a volume's LayerSet resolves
+	// before the volume is created.
+	Catalog catalog.Catalog
+}
+
+func (c *Config) setDefaults() error {
+	if c.DriverName == "" {
+		c.DriverName = names.DriverName
+	}
+	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
+		return fmt.Errorf("state directory %q must be an absolute path", c.StateDir)
+	}
+	return nil
+}
+
+// Server is the CSI controller service. Creating a volume only
+// records it: a node composes the volume when it is staged, and keeps
+// its writes in an upper on its own disk.
+type Server struct {
+	csi.UnimplementedControllerServer
+
+	cfg      Config
+	volumes  *record.Store[createdVolume]
+	inflight *rpc.Inflight
+}
+
+var _ csi.ControllerServer = (*Server)(nil)
+
+// New returns the controller service, which knows every
+// volume recorded in cfg.StateDir by an earlier run.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, fmt.Errorf("controller service: %w", err)
+	}
+	volumes, err := openRecords(cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("controller service: %w", err)
+	}
+	c := &Server{cfg: cfg, volumes: volumes, inflight: rpc.NewInflight()}
+	klog.FromContext(ctx).V(2).Info("Controller service ready", "driver", cfg.DriverName, "records", c.volumes.Dir())
+	return c, nil
+}
+
+// Check reports whether the controller can record volumes. Probe and
+// health checks call it.
+func (c *Server) Check(context.Context) error {
+	if err := unix.Access(c.volumes.Dir(), unix.W_OK); err != nil {
+		return fmt.Errorf("controller: volume records %s are not writable: %w", c.volumes.Dir(), err)
+	}
+	return nil
+}
+
+// VolumeExists reports whether the controller created volume id and has
+// not deleted it. A node's SweepUppers can ask it in setups where the
+// node reads the controller's StateDir.
+func (c *Server) VolumeExists(_ context.Context, id string) (bool, error) {
+	if !isControllerVolumeID(id) {
+		return false, nil
+	}
+	v, err := c.volumes.Load(id)
+	return v != nil, err
+}
+
+// ControllerGetCapabilities lists what the controller service does.
+func (c *Server) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
+	var caps []*csi.ControllerServiceCapability
+	for _, t := range []csi.ControllerServiceCapability_RPC_Type{
+		csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
+		// SINGLE_NODE_SINGLE_WRITER and SINGLE_NODE_MULTI_WRITER volumes
+		// are accepted (Kubernetes' ReadWriteOncePod needs this).
+		csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+	} {
+		caps = append(caps, &csi.ControllerServiceCapability{
+			Type: &csi.ControllerServiceCapability_Rpc{Rpc: &csi.ControllerServiceCapability_RPC{Type: t}},
+		})
+	}
+	return &csi.ControllerGetCapabilitiesResponse{Capabilities: caps}, nil
+}
+
+// CreateVolume records a volume of the LayerSet the parameters name. A
+// writable volume is pinned to the node its accessibility requirements
+// select, since its upper lives there; a read-only one is composable on
+// every node. Asked again with the same name, it returns the same volume
+// if the request is compatible with it, AlreadyExists if not.
+func (c *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
+	want, err := c.newVolume(req)
+	if err != nil {
+		return nil, err
+	}
+	release, err := c.inflight.Acquire(want.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	have, err := c.volumes.Load(want.ID)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "volume %s: %v", want.ID, err)
+	}
+	if have != nil {
+		if err := compatible(have, want, req.GetAccessibilityRequirements()); err != nil {
+			return nil, err
+		}
+		return &csi.CreateVolumeResponse{Volume: have.csiVolume()}, nil
+	}
+	if c.cfg.Catalog != nil {
+		if _, _, err := c.cfg.Catalog.Resolve(ctx, want.Params.LayerSet); err != nil {
+			return nil, rpc.Status(ctx, fmt.Errorf("volume %q cannot be created: %w", req.GetName(), err))
+		}
+	}
+	want.Created = time.Now().UTC()
+	if err := c.volumes.Save(want.ID, want, atomicfile.Durable); err != nil {
+		return nil, rpc.Status(ctx, err)
+	}
+	klog.FromContext(ctx).Info("Created volume", "name", want.Name, "volumeID", want.ID, "layerSet", want.Params.LayerSet,
+		"writable", want.Writable, "node", want.Node)
+	return &csi.CreateVolumeResponse{Volume: want.csiVolume()}, nil
+}
+
+// newVolume validates a CreateVolume request into the record it asks for.
+func (c *Server) newVolume(req *csi.CreateVolumeRequest) (*createdVolume, error) {
+	if err := rpc.RequireField("name", req.GetName()); err != nil {
+		return nil, err
+	}
+	writable, err := checkCreateCapabilities(req.GetVolumeCapabilities())
+	if err != nil {
+		return nil, err
+	}
+	params, err := parseClassParams(req.GetParameters())
+	if err != nil {
+		return nil, err
+	}
+	required, limit, err := checkCapacityRange(req.GetCapacityRange())
+	if err != nil {
+		return nil, err
+	}
+	if req.GetVolumeContentSource() != nil {
+		return nil, status.Error(codes.InvalidArgument, "volume_content_source is not supported: a volume starts as its LayerSet, it cannot be cloned or restored from a snapshot")
+	}
+	if len(req.GetMutableParameters()) > 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "mutable_parameters %v are not supported: this driver has no volume attributes to modify", req.GetMutableParameters())
+	}
+	v := &createdVolume{
+		ID:            volumeIDForName(req.GetName()),
+		Name:          req.GetName(),
+		Params:        params,
+		RequiredBytes: required,
+		LimitBytes:    limit,
+		Writable:      writable,
+	}
+	if writable {
+		if v.Node, err = pinnedNode(req.GetAccessibilityRequirements()); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// compatible decides whether an existing volume answers a CreateVolume
+// that asks for want: same parameters and capacity range, writable if
+// writes are asked for, and reachable from the requisite topology.
+func compatible(have, want *createdVolume, topo *csi.TopologyRequirement) error {
+	conflict := func(format string, args ...any) error {
+		return status.Errorf(codes.AlreadyExists, "volume %q exists with a different %s; delete it or choose another name",
+			have.Name, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case have.Params != want.Params:
+		return conflict("LayerSet or upper size hint (%s %q, %s %q; asked for %q, %q)", names.ParamLayerSet, have.Params.LayerSet,
+			names.ParamUpperSizeHint, have.Params.UpperSizeHint, want.Params.LayerSet, want.Params.UpperSizeHint)
+	case have.RequiredBytes != want.RequiredBytes || have.LimitBytes != want.LimitBytes:
+		return conflict("capacity range (%d..%d bytes; asked for %d..%d)", have.RequiredBytes, have.LimitBytes, want.RequiredBytes, want.LimitBytes)
+	case want.Writable && !have.Writable:
+		return conflict("access: it was created read-only, writable access is asked for")
+	case have.Node != "" && len(topo.GetRequisite()) > 0 && !requisiteHas(have.Node, topo.GetRequisite()):
+		return conflict("topology: its upper lives on node %q, which the requisite topology %v excludes", have.Node, describeSegments(topo.GetRequisite()))
+	}
+	return nil
+}
+
+func (v *createdVolume) csiVolume() *csi.Volume {
+	return &csi.Volume{
+		VolumeId: v.ID,
+		// Unknown: the volume has no size of its own, its writes take
+		// the free space of the node's disk.
+		CapacityBytes:      0,
+		VolumeContext:      v.Params.volumeContext(),
+		AccessibleTopology: pinnedTopology(v.Node),
+	}
+}
+
+// DeleteVolume forgets a volume. Its upper, if a node kept one, is removed
+// by that node's sweep once the volume is gone. An unknown id is already
+// deleted.
+func (c *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
+	id := req.GetVolumeId()
+	if err := rpc.RequireField("volume_id", id); err != nil {
+		return nil, err
+	}
+	if !isControllerVolumeID(id) {
+		return &csi.DeleteVolumeResponse{}, nil
+	}
+	release, err := c.inflight.Acquire(id)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	v, err := c.volumes.Load(id)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "volume %s: %v", id, err)
+	}
+	if v == nil {
+		return &csi.DeleteVolumeResponse{}, nil
+	}
+	if err := c.volumes.Remove(id, atomicfile.Durable); err != nil {
+		return nil, rpc.Status(ctx, fmt.Errorf("volume %s: %w", id, err))
+	}
+	klog.FromContext(ctx).Info("Deleted volume", "name", v.Name, "volumeID", id, "layerSet", v.Params.LayerSet, "node", v.Node)
+	return &csi.DeleteVolumeResponse{}, nil
+}
+
+// ValidateVolumeCapabilities confirms capabilities, volume context and
+// parameters that the volume supports; for others it says why not.
+func (c *Server) ValidateVolumeCapabilities(ctx context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
+	id := req.GetVolumeId()
+	if err := rpc.RequireField("volume_id", id); err != nil {
+		return nil, err
+	}
+	if len(req.GetVolumeCapabilities()) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "volume_capabilities is missing")
+	}
+	var v *createdVolume
+	if isControllerVolumeID(id) {
+		var err error
+		if v, err = c.volumes.Load(id); err != nil {
+			return nil, status.Errorf(codes.Internal, "volume %s: %v", id, err)
+		}
+	}
+	if v == nil {
+		return nil, status.Errorf(codes.NotFound, "volume %s does not exist", id)
+	}
+	if msg := v.unsupported(req); msg != "" {
+		return &csi.ValidateVolumeCapabilitiesResponse{Message: msg}, nil
+	}
+	return &csi.ValidateVolumeCapabilitiesResponse{Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{
+		VolumeContext:      req.GetVolumeContext(),
+		VolumeCapabilities: req.GetVolumeCapabilities(),
+		Parameters:         req.GetParameters(),
+		MutableParameters:  req.GetMutableParameters(),
+	}}, nil
+}
+
+// unsupported says why the volume does not support what req asks, or ""
+// if it does.
+func (v *createdVolume) unsupported(req *csi.ValidateVolumeCapabilitiesRequest) string {
+	writable, err := checkCreateCapabilities(req.GetVolumeCapabilities())
+	switch {
+	case err != nil:
+		return status.Convert(err).Message()
+	case writable && !v.Writable:
+		return fmt.Sprintf("volume %s was created read-only; %s asks for writes", v.ID, describeCapabilities(req.GetVolumeCapabilities()))
+	}
+	if vc := req.GetVolumeContext(); len(vc) > 0 && !maps.Equal(vc, v.Params.volumeContext()) {
+		return fmt.Sprintf("volume context %v is not the volume's, %v", vc, v.Params.volumeContext())
+	}
+	if params := req.GetParameters(); len(params) > 0 {
+		p, err := parseClassParams(params)
+		if err != nil {
+			return status.Convert(err).Message()
+		}
+		if p != v.Params {
+			return fmt.Sprintf("parameters %v do not match the volume's (%s %q, %s %q)", params,
+				names.ParamLayerSet, v.Params.LayerSet, names.ParamUpperSizeHint, v.Params.UpperSizeHint)
+		}
+	}
+	if len(req.GetMutableParameters()) > 0 {
+		return fmt.Sprintf("mutable_parameters %v are not supported", req.GetMutableParameters())
+	}
+	return ""
+}

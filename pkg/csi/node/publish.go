@@ -1,0 +1,270 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/layerset/layerset-csi/pkg/assemble"
+	"github.com/layerset/layerset-csi/pkg/csi/names"
+	"github.com/layerset/layerset-csi/pkg/csi/rpc"
+	"github.com/layerset/layerset-csi/pkg/layers"
+	"github.com/layerset/layerset-csi/pkg/overlay"
+)
+
+// NodePublishVolume composes an inline ephemeral volume at the target, or
+// bind-mounts a staged persistent volume there.
+func (n *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+	if err := rpc.RequireField("volume_id", req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	if err := rpc.RequirePath("target_path", req.GetTargetPath()); err != nil {
+		return nil, err
+	}
+	if err := rpc.RequireMountCapability(req.GetVolumeCapability()); err != nil {
+		return nil, err
+	}
+	ephemeral := isEphemeral(req.GetVolumeContext())
+	if ephemeral {
+		if err := rpc.RequireField("volume_context."+names.ContextLayerSet, req.GetVolumeContext()[names.ContextLayerSet]); err != nil {
+			return nil, err
+		}
+	} else {
+		if req.GetStagingTargetPath() == "" {
+			return nil, status.Errorf(codes.FailedPrecondition,
+				"staging_target_path is missing: volume %s is not an inline ephemeral volume (%s is not \"true\"), so it must be staged first",
+				req.GetVolumeId(), names.ContextEphemeral)
+		}
+		if err := rpc.RequirePath("staging_target_path", req.GetStagingTargetPath()); err != nil {
+			return nil, err
+		}
+	}
+	release, err := n.lock(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if ephemeral {
+		err = n.publishEphemeral(ctx, req)
+	} else {
+		err = n.publishPersistent(ctx, req)
+	}
+	if err != nil {
+		return nil, n.status(ctx, err)
+	}
+	return &csi.NodePublishVolumeResponse{}, nil
+}
+
+func (n *Server) publishEphemeral(ctx context.Context, req *csi.NodePublishVolumeRequest) error {
+	id, target := req.GetVolumeId(), req.GetTargetPath()
+	readOnly := req.GetReadonly() || rpc.ReadOnlyMode(req.GetVolumeCapability())
+	prev, err := n.state.load(id)
+	if err != nil {
+		return err
+	}
+	if prev != nil {
+		if prev.Kind != kindEphemeral {
+			return status.Errorf(codes.AlreadyExists, "volume %s is a persistent volume on this node, not an inline ephemeral one", id)
+		}
+		if prev.MountPath != target {
+			return status.Errorf(codes.AlreadyExists, "inline volume %s is published at %s; it cannot also be published at %s", id, prev.MountPath, target)
+		}
+		mounted, err := isMounted(target)
+		if err != nil {
+			return err
+		}
+		if mounted && prev.Phase == phasePublished {
+			if prev.ReadOnly != readOnly {
+				return status.Errorf(codes.AlreadyExists, "volume %s is published at %s with readonly=%t, not %t", id, target, prev.ReadOnly, readOnly)
+			}
+			return nil
+		}
+	}
+	rec := &volumeRecord{
+		ID:        id,
+		Kind:      kindEphemeral,
+		LayerSet:  req.GetVolumeContext()[names.ContextLayerSet],
+		Phase:     phasePublishing,
+		MountPath: target,
+		ReadOnly:  readOnly,
+	}
+	if err := n.state.save(rec); err != nil {
+		return err
+	}
+	_, err = n.assemble.Mount(ctx, assemble.Request{
+		VolumeID:  id,
+		LayerSet:  rec.LayerSet,
+		Pod:       podInfo(req.GetVolumeContext()),
+		Target:    target,
+		ReadOnly:  readOnly,
+		Ephemeral: true,
+	})
+	if err != nil {
+		if prev != nil {
+			// Published before and found unmounted (a reboot): keep its
+			// upper for the retry; unpublishing deletes it.
+			if serr := n.state.save(prev); serr != nil {
+				err = errors.Join(err, serr)
+			}
+			return err
+		}
+		if uerr := n.removeEphemeral(context.WithoutCancel(ctx), rec); uerr != nil {
+			logger(ctx).Error(uerr, "Cannot undo the failed publish; it is retried at unpublish or restart")
+		}
+		return err
+	}
+	rec.Phase = phasePublished
+	return n.state.save(rec)
+}
+
+// removeEphemeral unmounts an inline volume, deletes its upper and init
+// layer and its mount point, then forgets it.
+func (n *Server) removeEphemeral(ctx context.Context, rec *volumeRecord) error {
+	// The mount point first: the store unmounts where its own record
+	// says, and nothing may stay mounted on directories it deletes.
+	if err := overlay.Unmount(ctx, rec.MountPath); err != nil {
+		return fmt.Errorf("remove inline volume %s: %w", rec.ID, err)
+	}
+	if err := n.cfg.Store.Unmount(ctx, rec.ID, layers.RemoveUpper); err != nil && !errors.Is(err, layers.ErrVolumeNotFound) {
+		return fmt.Errorf("remove inline volume %s: %w", rec.ID, err)
+	}
+	if err := removeMountPoint(rec.MountPath); err != nil {
+		return err
+	}
+	return n.state.remove(rec)
+}
+
+func (n *Server) publishPersistent(ctx context.Context, req *csi.NodePublishVolumeRequest) error {
+	id, target, staging := req.GetVolumeId(), req.GetTargetPath(), req.GetStagingTargetPath()
+	readOnly := req.GetReadonly()
+	rec, err := n.state.load(id)
+	if err != nil {
+		return err
+	}
+	if rec == nil || rec.Kind != kindPersistent || rec.Phase != phaseStaged || rec.MountPath != staging {
+		return status.Errorf(codes.FailedPrecondition, "volume %s is not staged at %s; call NodeStageVolume first", id, staging)
+	}
+	if target == staging {
+		return status.Errorf(codes.InvalidArgument, "target_path and staging_target_path are both %s", target)
+	}
+	staged, err := isMounted(staging)
+	if err != nil {
+		return err
+	}
+	if !staged {
+		return status.Errorf(codes.FailedPrecondition, "volume %s is recorded as staged at %s, but nothing is mounted there; stage it again", id, staging)
+	}
+	if t := rec.target(target); t != nil && t.Phase == phasePublished {
+		mounted, err := isMounted(target)
+		if err != nil {
+			return err
+		}
+		if mounted {
+			if t.ReadOnly != readOnly {
+				return status.Errorf(codes.AlreadyExists, "volume %s is published at %s with readonly=%t, not %t", id, target, t.ReadOnly, readOnly)
+			}
+			return nil
+		}
+	}
+	// SINGLE_NODE_SINGLE_WRITER (ReadWriteOncePod) allows one publication.
+	if req.GetVolumeCapability().GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
+		for _, t := range rec.Targets {
+			if t.Path != target {
+				return status.Errorf(codes.FailedPrecondition,
+					"volume %s has access mode SINGLE_NODE_SINGLE_WRITER and is already published at %s; unpublish it there first", id, t.Path)
+			}
+		}
+	}
+	rec.setTarget(targetRecord{Path: target, ReadOnly: readOnly, Phase: phasePublishing})
+	if err := n.state.save(rec); err != nil {
+		return err
+	}
+	if err := bindMount(staging, target, readOnly); err != nil {
+		if rerr := removeMountPoint(target); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		rec.dropTarget(target)
+		if serr := n.state.save(rec); serr != nil {
+			err = errors.Join(err, serr)
+		}
+		return fmt.Errorf("publish volume %s at %s: %w", id, target, err)
+	}
+	rec.setTarget(targetRecord{Path: target, ReadOnly: readOnly, Phase: phasePublished})
+	return n.state.save(rec)
+}
+
+// NodeUnpublishVolume undoes NodePublishVolume. A target the node does not
+// know and that is not mounted is already unpublished: kubelet retries
+// after restarts and must not get stuck on it.
+func (n *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
+	if err := rpc.RequireField("volume_id", req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	if err := rpc.RequirePath("target_path", req.GetTargetPath()); err != nil {
+		return nil, err
+	}
+	release, err := n.lock(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if err := n.unpublish(ctx, req.GetVolumeId(), req.GetTargetPath()); err != nil {
+		return nil, n.status(ctx, err)
+	}
+	return &csi.NodeUnpublishVolumeResponse{}, nil
+}
+
+func (n *Server) unpublish(ctx context.Context, id, target string) error {
+	rec, err := n.state.load(id)
+	if err != nil {
+		return err
+	}
+	switch {
+	case rec != nil && rec.Kind == kindEphemeral && rec.MountPath == target:
+		rec.Phase = phaseUnpublishing
+		if err := n.state.save(rec); err != nil {
+			return err
+		}
+		return n.removeEphemeral(ctx, rec)
+	case rec != nil && rec.Kind == kindPersistent && rec.MountPath == target:
+		return status.Errorf(codes.InvalidArgument, "%s is the staging path of volume %s; unstage it with NodeUnstageVolume", target, id)
+	case rec != nil && rec.target(target) != nil:
+		rec.setTarget(targetRecord{Path: target, ReadOnly: rec.target(target).ReadOnly, Phase: phaseUnpublishing})
+		if err := n.state.save(rec); err != nil {
+			return err
+		}
+		if err := overlay.Unmount(ctx, target); err != nil {
+			return err
+		}
+		if err := removeMountPoint(target); err != nil {
+			return err
+		}
+		rec.dropTarget(target)
+		return n.state.save(rec)
+	}
+	return n.releaseUnknown(ctx, id, target)
+}
+
+// releaseUnknown handles a path kubelet associates with the volume but
+// the node has no record of (the record was lost, or the call is a retry
+// of one that completed): whatever is mounted there is unmounted and the
+// empty mount point removed. Store directories are left alone, since
+// without a record nothing tells an inline volume's upper from a
+// persistent one's.
+func (n *Server) releaseUnknown(ctx context.Context, id, path string) error {
+	mounted, err := isMounted(path)
+	if err != nil {
+		return err
+	}
+	if mounted {
+		logger(ctx).Info("Unmounting a path of a volume this node has no record of", "path", path)
+		if err := overlay.Unmount(ctx, path); err != nil {
+			return fmt.Errorf("volume %s: %w", id, err)
+		}
+	}
+	return removeMountPoint(path)
+}
