@@ -8,7 +8,7 @@ DEMO ?= $(CURDIR)/_output/demo
 # node: they must build for any OS (lint-darwin checks it), so the node's Linux-only code stays out.
 CLUSTER_PKGS := ./pkg/apis/... ./pkg/catalog/... ./pkg/compose/... ./pkg/controller/... ./pkg/provisioner/... \
 	./pkg/source/... ./pkg/csi/controller/... ./pkg/csi/server/... ./pkg/csi/identity/... ./pkg/csi/names/... \
-	./pkg/volumeid/... ./internal/kubescheme/...
+	./pkg/csi/rpc/... ./pkg/volumeid/... ./internal/kubescheme/... ./internal/record/... ./internal/atomicfile/...
 
 LINT_STEPS := lint-gofmt lint-vet lint-mod-tidy lint-golangci lint-darwin
 
