@@ -39,7 +39,8 @@ type Options struct {
 	// once. Zero means 4.
 	Parallel int
 	// MountMode chooses how overlayfs is mounted; the zero value picks the
-	// per-layer lowerdir+ API when the kernel has it.
+	// per-layer lowerdir+ API when the kernel has it. Open probes the
+	// kernel once and keeps the mode it settles on.
 	MountMode overlay.Mode
 	// Archive bounds what a layer tarball may contain.
 	Archive archive.Options
@@ -88,6 +89,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	case opts.Spares < 0:
 		opts.Spares = 0
 	}
+	// The kernel's overlayfs is probed once, here, not at every mount.
+	mode, err := overlay.Resolve(opts.MountMode)
+	if err != nil {
+		return nil, fmt.Errorf("open store: mount mode %s: %w", opts.MountMode, err)
+	}
+	opts.MountMode = mode
 	s := &Store{opts: opts, dir: filepath.Join(opts.Root, storeDir)}
 	for _, d := range []string{s.dir, s.path(linkDir), s.path(stagingDir), s.path(trashDir), s.path(spareDir)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {

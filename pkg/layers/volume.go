@@ -339,6 +339,9 @@ func (s *Store) Unmount(ctx context.Context, id string, upper Upper) error {
 	if err != nil {
 		return err
 	}
+	if vol.ID != id {
+		return fmt.Errorf("%w: volume directory %s belongs to volume %q, not %q", ErrInvalid, vol.Dir, vol.ID, id)
+	}
 	if vol.Target != "" {
 		if err := overlay.Unmount(ctx, vol.Target); err != nil {
 			return fmt.Errorf("unmount volume %q from %s: %w", id, vol.Target, err)
@@ -367,6 +370,9 @@ func (s *Store) Volume(id string) (*Volume, error) {
 	v, err := s.readVolume(volumeDirName(id))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %q", ErrVolumeNotFound, id)
+	}
+	if err == nil && v.ID != id {
+		return nil, fmt.Errorf("%w: volume directory %s belongs to volume %q, not %q", ErrInvalid, v.Dir, v.ID, id)
 	}
 	return v, err
 }

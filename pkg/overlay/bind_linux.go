@@ -3,25 +3,60 @@ package overlay
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
 
-// A read-only volume of a single layer cannot be an overlay (overlayfs
-// needs two lowers when it has no upper), so it is a read-only bind mount
-// of the layer.
+// BindOptions configure Bind.
+type BindOptions struct {
+	// ReadOnly binds cannot be written through.
+	ReadOnly bool
+	// Mode ModeLegacy uses mount(2); the others build the bind detached
+	// (open_tree, Linux 5.12+ for read-only), ModeAuto falling back to
+	// mount(2) where the kernel lacks it.
+	Mode Mode
+}
 
-// bindDetached builds the read-only bind mount detached with open_tree and
-// mount_setattr and only then attaches it, so target is never writable.
-func bindDetached(src, target string) error {
+// Bind bind-mounts src at target, an existing directory given by absolute
+// path. A read-only bind is made read-only before it is attached where the
+// kernel can, so target is never writable, not even for an instant.
+//
+// The package makes every mount of the plugin, overlay and bind alike, so
+// that one place knows which syscalls change the mount table.
+func Bind(src, target string, opts BindOptions) error {
+	if !filepath.IsAbs(src) || !filepath.IsAbs(target) {
+		return fmt.Errorf("bind %q at %q: paths must be absolute", src, target)
+	}
+	switch opts.Mode {
+	case ModeAuto:
+		err := bindDetached(src, target, opts.ReadOnly)
+		if errors.Is(err, unix.ENOSYS) { // open_tree is 5.2+, mount_setattr 5.12+
+			return bindLegacy(src, target, opts.ReadOnly)
+		}
+		return err
+	case ModeFSConfig:
+		return bindDetached(src, target, opts.ReadOnly)
+	case ModeLegacy:
+		return bindLegacy(src, target, opts.ReadOnly)
+	}
+	return fmt.Errorf("unknown mode %s", opts.Mode)
+}
+
+// bindDetached builds the bind mount detached with open_tree (and
+// mount_setattr, for a read-only one) and only then attaches it.
+func bindDetached(src, target string, readOnly bool) error {
 	fd, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.O_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("open_tree %s: %w", src, err)
 	}
+	// Until move_mount attaches it, closing fd dissolves the clone.
 	defer unix.Close(fd)
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
-	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
-		return fmt.Errorf("mount_setattr read-only on %s: %w", src, err)
+	if readOnly {
+		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+			return fmt.Errorf("mount_setattr read-only on %s: %w", src, err)
+		}
 	}
 	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return fmt.Errorf("move_mount %s to %s: %w", src, target, err)
@@ -29,12 +64,15 @@ func bindDetached(src, target string) error {
 	return nil
 }
 
-// bindLegacy makes the read-only bind mount with mount(2), which ignores
-// MS_RDONLY on MS_BIND and needs a second, remounting call; the mount is
-// writable in between, and removed again if the remount fails.
-func bindLegacy(src, target string) error {
+// bindLegacy makes the bind mount with mount(2), which ignores MS_RDONLY
+// on MS_BIND and needs a second, remounting call for a read-only one; the
+// mount is writable in between, and removed again if the remount fails.
+func bindLegacy(src, target string, readOnly bool) error {
 	if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind mount %s at %s: %w", src, target, err)
+	}
+	if !readOnly {
+		return nil
 	}
 	if err := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
 		err = fmt.Errorf("remount bind mount at %s read-only: %w", target, err)

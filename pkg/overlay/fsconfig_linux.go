@@ -10,22 +10,14 @@ import (
 
 // mountFSConfig mounts c at target through fsopen/fsconfig/fsmount/
 // move_mount. Each layer is its own fsconfig call, so unlike mount(2) there
-// is no page of option data to fit into. It returns an error wrapping
-// ErrNoLowerdirPlus, having mounted nothing, when the kernel cannot do this.
+// is no page of option data to fit into. Whether the kernel can do this is
+// Resolve's to find out, once.
 func mountFSConfig(c Config, target string) error {
 	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err != nil {
-		if errors.Is(err, unix.ENOSYS) {
-			return fmt.Errorf("fsopen: %w: %w", ErrNoLowerdirPlus, err)
-		}
 		return fmt.Errorf("fsopen overlay: %w", err)
 	}
 	defer unix.Close(fd)
-
-	probeErr := unix.FsconfigSetFlag(fd, "lowerdir+")
-	if !lowerdirPlusFromProbe(probeErr, fsLog(fd)) {
-		return ErrNoLowerdirPlus
-	}
 
 	params, err := fsconfigParams(c)
 	if err != nil {

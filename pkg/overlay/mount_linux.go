@@ -9,10 +9,12 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+	mountutils "k8s.io/mount-utils"
 )
 
 // Mount mounts c at target, an existing directory given by absolute path,
-// with index=off.
+// with index=off. ModeAuto probes the kernel at every call: a caller that
+// mounts often resolves the mode once, with Resolve, and passes that.
 //
 // A read-only Config (no Upper) of a single layer becomes a read-only bind
 // mount of that layer, since overlayfs needs two lowers without an upper;
@@ -41,32 +43,16 @@ func mount(ctx context.Context, c Config, target string, mode Mode) error {
 	if !filepath.IsAbs(target) {
 		return fmt.Errorf("target %q is not an absolute path", target)
 	}
-	if c.readOnly() && len(c.Lowers) == 1 {
-		src := filepath.Join(c.Dir, c.Lowers[0])
-		switch mode {
-		case ModeAuto:
-			err := bindDetached(src, target)
-			if errors.Is(err, unix.ENOSYS) { // open_tree is 5.2+, mount_setattr 5.12+
-				return bindLegacy(src, target)
-			}
+	if mode == ModeAuto {
+		var err error
+		if mode, err = Resolve(mode); err != nil {
 			return err
-		case ModeFSConfig:
-			return bindDetached(src, target)
-		case ModeLegacy:
-			return bindLegacy(src, target)
 		}
-		return fmt.Errorf("unknown mode %s", mode)
+	}
+	if c.readOnly() && len(c.Lowers) == 1 {
+		return Bind(filepath.Join(c.Dir, c.Lowers[0]), target, BindOptions{ReadOnly: true, Mode: mode})
 	}
 	switch mode {
-	case ModeAuto:
-		err := mountFSConfig(c, target)
-		if !errors.Is(err, ErrNoLowerdirPlus) {
-			return err
-		}
-		if lerr := mountLegacy(c, target); lerr != nil {
-			return fmt.Errorf("%w, and mount(2) failed: %w", err, lerr)
-		}
-		return nil
 	case ModeFSConfig:
 		return mountFSConfig(c, target)
 	case ModeLegacy:
@@ -96,11 +82,22 @@ func Unmount(ctx context.Context, target string) error {
 }
 
 // IsMounted reports whether target is a mount point; a target that does
-// not exist is not one.
+// not exist is not one. A mount whose filesystem no longer answers
+// (ENOTCONN, ESTALE, EIO and the others k8s.io/mount-utils calls
+// corrupted, as after a crashed FUSE daemon or a node restart) is one, so
+// that callers unmount it rather than fail on it.
+//
+// Detection is moby/sys/mountinfo's: it compares the mount ids of target
+// and its parent (statx, openat2), which costs a few syscalls however many
+// mounts the node has, where mount-utils' IsMountPoint reads all of
+// /proc/self/mountinfo, and a node of this driver has a mount per volume.
 func IsMounted(target string) (bool, error) {
 	ok, err := mountinfo.Mounted(target)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
+	}
+	if err != nil && mountutils.IsCorruptedMnt(err) {
+		return true, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("check mount point %s: %w", target, err)

@@ -124,11 +124,10 @@ func (n *Server) publishEphemeral(ctx context.Context, req *csi.NodePublishVolum
 // removeEphemeral unmounts an inline volume, deletes its upper and init
 // layer and its mount point, then forgets it.
 func (n *Server) removeEphemeral(ctx context.Context, rec *volumeRecord) error {
-	// The mount point first: the store unmounts where its own record
-	// says, and nothing may stay mounted on directories it deletes.
-	if err := overlay.Unmount(ctx, rec.MountPath); err != nil {
-		return fmt.Errorf("remove inline volume %s: %w", rec.ID, err)
-	}
+	// The store owns the overlay's mount: it unmounts the target its own
+	// record names, which is rec.MountPath, and only then deletes the
+	// directories. A target the store has no volume for holds nothing of
+	// ours, so nothing is unmounted there.
 	if err := n.cfg.Store.Unmount(ctx, rec.ID, layers.RemoveUpper); err != nil && !errors.Is(err, layers.ErrVolumeNotFound) {
 		return fmt.Errorf("remove inline volume %s: %w", rec.ID, err)
 	}

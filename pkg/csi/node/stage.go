@@ -12,7 +12,6 @@ import (
 	"github.com/layerset/layerset-csi/pkg/csi/names"
 	"github.com/layerset/layerset-csi/pkg/csi/rpc"
 	"github.com/layerset/layerset-csi/pkg/layers"
-	"github.com/layerset/layerset-csi/pkg/overlay"
 )
 
 // NodeStageVolume composes a persistent volume at the staging path. The
@@ -166,9 +165,6 @@ func (n *Server) unstage(ctx context.Context, id, staging string) error {
 // unmountStaged unmounts the staging path, keeping the upper, and
 // removes the mount point.
 func (n *Server) unmountStaged(ctx context.Context, rec *volumeRecord) error {
-	if err := overlay.Unmount(ctx, rec.MountPath); err != nil {
-		return err
-	}
 	if err := n.cfg.Store.Unmount(ctx, rec.ID, layers.KeepUpper); err != nil && !errors.Is(err, layers.ErrVolumeNotFound) {
 		return err
 	}
