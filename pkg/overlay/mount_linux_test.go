@@ -545,3 +545,59 @@ func TestUnmount(t *testing.T) {
 	}
 	assertMounted(t, dst, false)
 }
+
+// Bind makes writable and read-only binds in every mode; a read-only one
+// refuses writes.
+func TestBind(t *testing.T) {
+	needRoot(t)
+	for _, mode := range allModes {
+		for _, readOnly := range []bool{false, true} {
+			src, target := t.TempDir(), t.TempDir()
+			if err := os.WriteFile(filepath.Join(src, "f"), []byte("src"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := Bind(src, target, BindOptions{ReadOnly: readOnly, Mode: mode}); err != nil {
+				t.Fatalf("mode %s, readOnly %t: %v", mode, readOnly, err)
+			}
+			got, err := os.ReadFile(filepath.Join(target, "f"))
+			if err != nil || string(got) != "src" {
+				t.Errorf("mode %s: read through the bind: %q, %v", mode, got, err)
+			}
+			err = os.WriteFile(filepath.Join(target, "w"), nil, 0o644)
+			switch {
+			case readOnly && !errors.Is(err, unix.EROFS):
+				t.Errorf("mode %s: write to a read-only bind: %v, want EROFS", mode, err)
+			case !readOnly && err != nil:
+				t.Errorf("mode %s: write to a writable bind: %v", mode, err)
+			}
+			if err := Unmount(context.Background(), target); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := Bind("relative", t.TempDir(), BindOptions{}); err == nil {
+		t.Error("Bind took a relative source")
+	}
+}
+
+// Resolve settles ModeAuto once into what this kernel has.
+func TestResolve(t *testing.T) {
+	needRoot(t)
+	want := ModeLegacy
+	if kernelHasLowerdirPlus(t) {
+		want = ModeFSConfig
+	}
+	if got, err := Resolve(ModeAuto); err != nil || got != want {
+		t.Errorf("Resolve(auto) = %s, %v; want %s", got, err, want)
+	}
+	if got, err := Resolve(ModeLegacy); err != nil || got != ModeLegacy {
+		t.Errorf("Resolve(legacy) = %s, %v", got, err)
+	}
+	got, err := Resolve(ModeFSConfig)
+	if want == ModeFSConfig && (err != nil || got != ModeFSConfig) {
+		t.Errorf("Resolve(fsconfig) = %s, %v", got, err)
+	}
+	if want == ModeLegacy && !errors.Is(err, ErrNoLowerdirPlus) {
+		t.Errorf("Resolve(fsconfig) on a kernel without lowerdir+ = %s, %v", got, err)
+	}
+}
