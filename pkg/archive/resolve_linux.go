@@ -57,6 +57,12 @@ func (a *applier) closeCur() {
 // openDir opens the layer directory name without following any symlink and
 // without leaving the layer root; the kernel enforces both. With create,
 // missing directories are made.
+//
+// Neither os.Root nor filepath-securejoin's OpenInRoot does this: both
+// follow a symlink that stays inside the root, so a layer could write
+// through a link its own earlier entry made (a/ -> b/, then a/x). A tar
+// applier must refuse that, as the kernel's RESOLVE_NO_SYMLINKS does in
+// one call; the walk below is its fallback where openat2 is missing.
 func (a *applier) openDir(name string, create bool) (int, error) {
 	if !a.noOpenat2 {
 		fd, err := unix.Openat2(a.root, name, &unix.OpenHow{
