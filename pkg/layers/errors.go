@@ -14,4 +14,7 @@ var (
 	ErrVolumeNotFound = errors.New("volume not found")
 	// ErrInvalid means the caller's input cannot be used as given.
 	ErrInvalid = errors.New("invalid argument")
+	// ErrTargetBusy means a mount target already has a mount the store
+	// did not make.
+	ErrTargetBusy = errors.New("mount target busy")
 )

@@ -2,6 +2,7 @@ package layers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -127,6 +128,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // Dir returns the overlay2 directory of the store.
 func (s *Store) Dir() string { return s.dir }
 
+// Root is the state directory the store was opened under (Options.Root).
+func (s *Store) Root() string { return s.opts.Root }
+
 func (s *Store) path(elem ...string) string {
 	return filepath.Join(append([]string{s.dir}, elem...)...)
 }
@@ -179,11 +183,14 @@ func (s *Store) removeAll(ctx context.Context, dir string) error {
 	}
 	dst := filepath.Join(tmp, "x")
 	if err := os.Rename(dir, dst); err != nil {
-		os.Remove(tmp)
+		rmErr := os.Remove(tmp)
 		if os.IsNotExist(err) {
+			if rmErr != nil {
+				klog.FromContext(ctx).Error(rmErr, "Leaving trash for the next start", "path", tmp)
+			}
 			return nil
 		}
-		return fmt.Errorf("remove %s: %w", dir, err)
+		return errors.Join(fmt.Errorf("remove %s: %w", dir, err), rmErr)
 	}
 	if err := os.RemoveAll(tmp); err != nil {
 		klog.FromContext(ctx).Error(err, "Leaving trash for the next start", "path", tmp)

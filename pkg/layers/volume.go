@@ -121,6 +121,17 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 			return nil, fmt.Errorf("%w: volume %q is already mounted at %s, not %s", ErrInvalid, spec.ID, vol.Target, target)
 		}
 	}
+	if err := overlay.MakeTarget(target); err != nil {
+		return nil, fmt.Errorf("%w: volume %q: %w", ErrInvalid, spec.ID, err)
+	}
+	// A target with a mount on it that is not this volume's (checked
+	// above) is someone else's: mounting over it would hide it, and the
+	// unmount would take the wrong one.
+	if mounted, err := overlay.IsMounted(target); err != nil {
+		return nil, err
+	} else if mounted {
+		return nil, fmt.Errorf("%w: volume %q: %s already has a mount this store did not make", ErrTargetBusy, spec.ID, target)
+	}
 
 	chain, err := s.chainLinks(spec.Layers)
 	if err != nil {
@@ -147,9 +158,6 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 	cfg, err := s.mountConfig(name, lowers, spec.ReadOnly)
 	if err != nil {
 		return nil, err
-	}
-	if err := os.MkdirAll(target, 0o750); err != nil {
-		return nil, fmt.Errorf("create mount target: %w", err)
 	}
 	if err := overlay.Mount(ctx, cfg, target, s.opts.MountMode); err != nil {
 		if s.forgetRemovedLayers(spec.Layers) {

@@ -28,6 +28,15 @@ func Bind(src, target string, opts BindOptions) error {
 	if !filepath.IsAbs(src) || !filepath.IsAbs(target) {
 		return fmt.Errorf("bind %q at %q: paths must be absolute", src, target)
 	}
+	t, err := openTarget(target)
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	return bind(src, t, opts)
+}
+
+func bind(src string, target *mountTarget, opts BindOptions) error {
 	switch opts.Mode {
 	case ModeAuto:
 		err := bindDetached(src, target, opts.ReadOnly)
@@ -45,7 +54,7 @@ func Bind(src, target string, opts BindOptions) error {
 
 // bindDetached builds the bind mount detached with open_tree (and
 // mount_setattr, for a read-only one) and only then attaches it.
-func bindDetached(src, target string, readOnly bool) error {
+func bindDetached(src string, t *mountTarget, readOnly bool) error {
 	fd, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.O_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("open_tree %s: %w", src, err)
@@ -58,8 +67,8 @@ func bindDetached(src, target string, readOnly bool) error {
 			return fmt.Errorf("mount_setattr read-only on %s: %w", src, err)
 		}
 	}
-	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("move_mount %s to %s: %w", src, target, err)
+	if err := unix.MoveMount(fd, "", t.fd, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		return fmt.Errorf("move_mount %s to %s: %w", src, t.path, err)
 	}
 	return nil
 }
@@ -67,17 +76,24 @@ func bindDetached(src, target string, readOnly bool) error {
 // bindLegacy makes the bind mount with mount(2), which ignores MS_RDONLY
 // on MS_BIND and needs a second, remounting call for a read-only one; the
 // mount is writable in between, and removed again if the remount fails.
-func bindLegacy(src, target string, readOnly bool) error {
-	if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind mount %s at %s: %w", src, target, err)
+func bindLegacy(src string, t *mountTarget, readOnly bool) error {
+	if err := unix.Mount(src, t.proc(), "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind mount %s at %s: %w", src, t.path, err)
 	}
 	if !readOnly {
 		return nil
 	}
-	if err := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
-		err = fmt.Errorf("remount bind mount at %s read-only: %w", target, err)
-		if uerr := unix.Unmount(target, unix.UMOUNT_NOFOLLOW); uerr != nil {
-			err = errors.Join(err, fmt.Errorf("undo bind mount at %s: %w", target, uerr))
+	// t's descriptor holds the directory below the new mount; the remount
+	// is for the mount on top, reached by opening the path again.
+	top, err := openTarget(t.path)
+	if err == nil {
+		err = unix.Mount("", top.proc(), "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, "")
+		top.close()
+	}
+	if err != nil {
+		err = fmt.Errorf("remount bind mount at %s read-only: %w", t.path, err)
+		if uerr := unix.Unmount(t.path, unix.UMOUNT_NOFOLLOW); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("undo bind mount at %s: %w", t.path, uerr))
 		}
 		return err
 	}

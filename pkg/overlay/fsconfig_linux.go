@@ -12,7 +12,7 @@ import (
 // move_mount. Each layer is its own fsconfig call, so unlike mount(2) there
 // is no page of option data to fit into. Whether the kernel can do this is
 // Resolve's to find out, once.
-func mountFSConfig(c Config, target string) error {
+func mountFSConfig(c Config, t *mountTarget) error {
 	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("fsopen overlay: %w", err)
@@ -48,8 +48,8 @@ func mountFSConfig(c Config, target string) error {
 	// Until move_mount attaches it, the mount is private to mfd and
 	// closing mfd dissolves it, so a failure below leaves nothing behind.
 	defer unix.Close(mfd)
-	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("move_mount to %s: %w", target, err)
+	if err := unix.MoveMount(mfd, "", t.fd, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		return fmt.Errorf("move_mount to %s: %w", t.path, err)
 	}
 	return nil
 }

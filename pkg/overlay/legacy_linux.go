@@ -14,7 +14,7 @@ import (
 // paths relative to c.Dir, as Docker's overlay2 does, to fit as many as
 // possible in the one page mount(2) copies; the kernel resolves them
 // against the working directory of the calling thread.
-func mountLegacy(c Config, target string) error {
+func mountLegacy(c Config, t *mountTarget) error {
 	data, err := LegacyData(c)
 	if err != nil {
 		return err
@@ -24,7 +24,7 @@ func mountLegacy(c Config, target string) error {
 		flags = unix.MS_RDONLY
 	}
 	err = inDir(c.Dir, func() error {
-		return unix.Mount("overlay", target, "overlay", flags, data)
+		return unix.Mount("overlay", t.proc(), "overlay", flags, data)
 	})
 	if err == nil {
 		return nil

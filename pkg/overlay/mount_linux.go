@@ -49,36 +49,55 @@ func mount(ctx context.Context, c Config, target string, mode Mode) error {
 			return err
 		}
 	}
+	t, err := openTarget(target)
+	if err != nil {
+		return err
+	}
+	defer t.close()
 	if c.readOnly() && len(c.Lowers) == 1 {
-		return Bind(filepath.Join(c.Dir, c.Lowers[0]), target, BindOptions{ReadOnly: true, Mode: mode})
+		return bind(filepath.Join(c.Dir, c.Lowers[0]), t, BindOptions{ReadOnly: true, Mode: mode})
 	}
 	switch mode {
 	case ModeFSConfig:
-		return mountFSConfig(c, target)
+		return mountFSConfig(c, t)
 	case ModeLegacy:
-		return mountLegacy(c, target)
+		return mountLegacy(c, t)
 	}
 	return fmt.Errorf("unknown mode %s", mode)
 }
 
-// Unmount unmounts everything mounted at target, which may be a stack of
-// mounts (as left by a retried Mount). It returns nil when target is not a
-// mount point or does not exist, so that it can be retried freely.
+// Unmount unmounts the mount on top of target, once: what lies below it
+// (a mount another program made before) is left alone. It returns nil when
+// target is not a mount point or does not exist, so that it can be retried
+// freely, and refuses a target whose path holds a symlink.
 func Unmount(ctx context.Context, target string) error {
-	for {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("unmount %s: %w", target, err)
-		}
-		err := unix.Unmount(target, unix.UMOUNT_NOFOLLOW)
-		switch {
-		case err == nil:
-			continue
-		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
-			// EINVAL: not a mount point (any more).
-			return nil
-		}
+	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("unmount %s: %w", target, err)
 	}
+	if err := CheckTarget(target); errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	err := unix.Unmount(target, unix.UMOUNT_NOFOLLOW)
+	if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) { // EINVAL: not a mount point
+		return nil
+	}
+	return fmt.Errorf("unmount %s: %w", target, err)
+}
+
+// MountID returns the id of the mount on top of path (statx
+// STATX_MNT_ID): recorded when a mount is made, it tells that mount from
+// any made over it or in its place later.
+func MountID(path string) (uint64, error) {
+	var st unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW|unix.AT_NO_AUTOMOUNT, unix.STATX_MNT_ID, &st); err != nil {
+		return 0, fmt.Errorf("mount id of %s: %w", path, err)
+	}
+	if st.Mask&unix.STATX_MNT_ID == 0 {
+		return 0, nil // before Linux 5.8: unknown
+	}
+	return st.Mnt_id, nil
 }
 
 // IsMounted reports whether target is a mount point; a target that does

@@ -508,13 +508,27 @@ func TestUnmount(t *testing.T) {
 		t.Errorf("IsMounted of a missing path = %v, %v; want false, nil", ok, err)
 	}
 
-	// A stack of two mounts goes in one call.
+	// Of a stack of two mounts, one call takes only the top one: the
+	// mount below may be another program's.
 	for _, mode := range []Mode{ModeLegacy, ModeFSConfig} {
 		if err := Mount(ctx, c, dst, mode); err != nil {
 			t.Fatal(err)
 		}
 	}
 	assertMounted(t, dst, true)
+	at := func(mp string) mountinfo.FilterFunc {
+		return func(i *mountinfo.Info) (skip, stop bool) { return i.Mountpoint != mp, false }
+	}
+	below, err := mountinfo.GetMounts(at(dst))
+	if err != nil || len(below) != 2 {
+		t.Fatalf("mount table lists %d mounts at %s, want 2 (%v)", len(below), dst, err)
+	}
+	if err := Unmount(ctx, dst); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := mountinfo.GetMounts(at(dst)); len(left) != 1 {
+		t.Fatalf("after one Unmount %d mounts at %s, want the lower one", len(left), dst)
+	}
 	if err := Unmount(ctx, dst); err != nil {
 		t.Fatal(err)
 	}
@@ -599,5 +613,65 @@ func TestResolve(t *testing.T) {
 	}
 	if want == ModeLegacy && !errors.Is(err, ErrNoLowerdirPlus) {
 		t.Errorf("Resolve(fsconfig) on a kernel without lowerdir+ = %s, %v", got, err)
+	}
+}
+
+// A target whose path holds a symlink is refused by Mount, Bind and
+// Unmount: the volume would land, or be looked for, where the link points.
+func TestSymlinkTarget(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	s := newStore(t)
+	c := Config{Dir: s.dir, Lowers: s.numbered(2)}
+	real := t.TempDir()
+	if err := os.Mkdir(filepath.Join(real, "mnt"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	linkDir := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(real, linkDir); err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{linkDir, filepath.Join(linkDir, "mnt")} {
+		for _, mode := range allModes {
+			if err := Mount(ctx, c, target, mode); !errors.Is(err, ErrSymlinkInTarget) {
+				t.Errorf("Mount at %s (mode %s) = %v, want ErrSymlinkInTarget", target, mode, err)
+			}
+		}
+		if err := Bind(real, target, BindOptions{}); !errors.Is(err, ErrSymlinkInTarget) {
+			t.Errorf("Bind at %s = %v, want ErrSymlinkInTarget", target, err)
+		}
+		if err := Unmount(ctx, target); !errors.Is(err, ErrSymlinkInTarget) {
+			t.Errorf("Unmount at %s = %v, want ErrSymlinkInTarget", target, err)
+		}
+	}
+	if m, _ := mountinfo.GetMounts(mountinfo.SingleEntryFilter(filepath.Join(real, "mnt"))); len(m) != 0 {
+		t.Errorf("a mount landed behind the symlink: %v", m)
+	}
+}
+
+// MountID tells a mount from one made over it.
+func TestMountID(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	s := newStore(t)
+	c, dst := Config{Dir: s.dir, Lowers: s.numbered(2)}, target(t)
+	before, err := MountID(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Mount(ctx, c, dst, ModeAuto); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = Unmount(ctx, dst) })
+	first, err := MountID(dst)
+	if err != nil || first == 0 || first == before {
+		t.Fatalf("MountID after a mount = %d, %v; before it %d", first, err, before)
+	}
+	if err := Bind(t.TempDir(), dst, BindOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = Unmount(ctx, dst) })
+	if over, _ := MountID(dst); over == first {
+		t.Errorf("a mount over the first has its id %d", first)
 	}
 }

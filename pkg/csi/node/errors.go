@@ -8,6 +8,7 @@ import (
 
 	"github.com/layerset/layerset-csi/pkg/csi/rpc"
 	"github.com/layerset/layerset-csi/pkg/layers"
+	"github.com/layerset/layerset-csi/pkg/overlay"
 )
 
 // classifyStore tells the codes of the layer store's errors.
@@ -15,6 +16,10 @@ func classifyStore(err error) (codes.Code, bool) {
 	switch {
 	case errors.Is(err, layers.ErrVolumeNotFound):
 		return codes.NotFound, true
+	case errors.Is(err, layers.ErrTargetBusy):
+		return codes.FailedPrecondition, true
+	case errors.Is(err, overlay.ErrSymlinkInTarget):
+		return codes.InvalidArgument, true
 	case errors.Is(err, layers.ErrLayerMissing):
 		return codes.Unavailable, true // collected meanwhile; the retry imports it again
 	case errors.Is(err, layers.ErrTooManyLayers), errors.Is(err, layers.ErrDigestMismatch), errors.Is(err, layers.ErrInvalid):

@@ -9,6 +9,9 @@ import (
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // An id shaped like another id's hashed name gets a directory of its own:
@@ -85,5 +88,113 @@ func TestUnknownTargetNotDeleted(t *testing.T) {
 	}
 	if got := readFile(t, file); got != "mine" {
 		t.Errorf("file reads %q", got)
+	}
+}
+
+// Targets the node must not mount on: inside its own directories, behind a
+// symlink, a directory with files, one with someone else's mount (issue
+// 11, defects 3 to 6). Each is refused with the code a caller acts on, and
+// leaves nothing mounted and the foreign mount where it was.
+func TestRefusedTargets(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	real := filepath.Join(e.dir, "real")
+	if err := os.MkdirAll(filepath.Join(real, "mnt"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(e.dir, "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	full := filepath.Join(e.dir, "full")
+	if err := os.MkdirAll(full, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(full, "data"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	busy := filepath.Join(e.dir, "busy")
+	if err := os.MkdirAll(busy, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", busy, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(busy, unix.MNT_DETACH) })
+	if err := os.WriteFile(filepath.Join(busy, "foreign"), []byte("tmpfs"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, target string
+		want         codes.Code
+	}{
+		{"the store root", e.store.Root(), codes.InvalidArgument},
+		{"a layer directory", filepath.Join(e.store.Dir(), "l"), codes.InvalidArgument},
+		{"the records", filepath.Join(e.root, "csi", "x"), codes.InvalidArgument},
+		{"above the store", filepath.Dir(e.store.Root()), codes.InvalidArgument},
+		{"a symlink", link, codes.InvalidArgument},
+		{"below a symlink", filepath.Join(link, "mnt"), codes.InvalidArgument},
+		{"a directory with files", full, codes.FailedPrecondition},
+		{"a foreign mount", busy, codes.FailedPrecondition},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.client.NodePublishVolume(ctx, e.ephemeralRequest("csi-refused", tc.target))
+			if status.Code(err) != tc.want {
+				t.Errorf("publish at %s: %v, want %v", tc.target, err, tc.want)
+			}
+			if rec, _ := e.node.state.load("csi-refused"); rec != nil {
+				t.Errorf("record left: %+v", rec)
+			}
+		})
+	}
+	if m := mountsUnder(t, real, full); len(m) > 0 {
+		t.Errorf("mounts made behind a refusal: %v", m)
+	}
+	if got := readFile(t, filepath.Join(busy, "foreign")); got != "tmpfs" {
+		t.Errorf("the foreign mount reads %q", got)
+	}
+	if got := readFile(t, filepath.Join(full, "data")); got != "x" {
+		t.Errorf("the full directory's file reads %q", got)
+	}
+	// An unpublish of an id the node does not know leaves a foreign mount.
+	_, err := e.client.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: "unknown", TargetPath: busy})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("unpublish of an unknown id over a foreign mount: %v, want FailedPrecondition", err)
+	}
+	if got := readFile(t, filepath.Join(busy, "foreign")); got != "tmpfs" {
+		t.Errorf("after the unpublish the foreign mount reads %q", got)
+	}
+}
+
+// A mount made over a published volume is not taken for the volume's:
+// unpublish refuses, and leaves both (issue 11, defect 4).
+func TestMountOverVolumeNotUnmounted(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	target := filepath.Join(e.dir, "pod", "mount")
+	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.NodePublishVolume(ctx, e.ephemeralRequest("csi-over", target)); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", target, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.client.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: "csi-over", TargetPath: target})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("unpublish under a foreign mount: %v, want FailedPrecondition", err)
+	}
+	if n := len(mountsUnder(t, target)); n != 2 {
+		t.Errorf("%d mounts at the target, want the volume's and the tmpfs", n)
+	}
+	if err := unix.Unmount(target, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: "csi-over", TargetPath: target}); err != nil {
+		t.Errorf("unpublish once the foreign mount is gone: %v", err)
+	}
+	if m := mountsUnder(t, e.dir, e.root); len(m) > 0 {
+		t.Errorf("mounts left: %v", m)
 	}
 }

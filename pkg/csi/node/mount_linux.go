@@ -3,9 +3,13 @@ package node
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/layerset/layerset-csi/pkg/overlay"
 )
@@ -15,8 +19,13 @@ import (
 
 // bindMount mounts src at target, creating target.
 func bindMount(src, target string, readOnly bool) error {
-	if err := os.MkdirAll(target, 0o750); err != nil {
-		return fmt.Errorf("create target: %w", err)
+	if err := overlay.MakeTarget(target); err != nil {
+		return status.Errorf(codes.InvalidArgument, "target_path: %v", err)
+	}
+	if mounted, err := isMounted(target); err != nil {
+		return err
+	} else if mounted {
+		return status.Errorf(codes.FailedPrecondition, "target_path %s already has a mount this plugin did not make", target)
 	}
 	return overlay.Bind(src, target, overlay.BindOptions{ReadOnly: readOnly})
 }
@@ -38,4 +47,74 @@ func removeMountPoint(path string) error {
 		return nil // not a directory: not ours to remove
 	}
 	return fmt.Errorf("remove mount point %s: %w", path, err)
+}
+
+// ours checks that what is mounted at path is the mount the plugin made
+// there, whose id it recorded (0: a record of an older version, which
+// did not keep ids). Nothing mounted is fine: there is nothing to undo.
+func ours(volumeID, path string, want uint64) error {
+	mounted, err := isMounted(path)
+	if err != nil || !mounted || want == 0 {
+		return err
+	}
+	got, err := overlay.MountID(path)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return status.Errorf(codes.FailedPrecondition,
+			"%s has a mount (id %d) that is not the one this plugin made for volume %s (id %d): something mounted over it or in its place; unmount that first",
+			path, got, volumeID, want)
+	}
+	return nil
+}
+
+// mountID returns the id of the mount just made at path.
+func mountID(path string) (uint64, error) { return overlay.MountID(path) }
+
+// checkPath refuses a target or staging path inside the plugin's own
+// directories (a layer, another volume's upper, the records) or above
+// them, where a mount would hide them.
+func (n *Server) checkPath(field, path string) error {
+	for _, own := range []string{n.cfg.Store.Root(), n.cfg.StateDir} {
+		if path == "/" || path == own || strings.HasPrefix(path, own+"/") || strings.HasPrefix(own, path+"/") {
+			return status.Errorf(codes.InvalidArgument, "%s %s is inside, or holds, the plugin's own directory %s", field, path, own)
+		}
+	}
+	return nil
+}
+
+// checkTarget refuses, besides what checkPath does, a path with a symlink
+// on the way and a directory that already holds files, which a mount would
+// hide and whose mount point could then never be removed.
+func (n *Server) checkTarget(field, path string) error {
+	if err := n.checkPath(field, path); err != nil {
+		return err
+	}
+	if err := overlay.CheckTarget(path); errors.Is(err, overlay.ErrSymlinkInTarget) {
+		return status.Errorf(codes.InvalidArgument, "%s: %v", field, err)
+	}
+	mounted, err := isMounted(path)
+	if err != nil || mounted {
+		return err // a mount is judged by the caller, against its record
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if errors.Is(err, io.EOF) || (err == nil && len(names) == 0) {
+		return nil
+	}
+	if err != nil {
+		if errors.Is(err, unix.ENOTDIR) {
+			return status.Errorf(codes.InvalidArgument, "%s %s is not a directory", field, path)
+		}
+		return err
+	}
+	return status.Errorf(codes.FailedPrecondition, "%s %s is a directory that already holds files (%s); a volume is mounted on an empty one", field, path, names[0])
 }

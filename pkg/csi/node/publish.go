@@ -28,6 +28,9 @@ func (n *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if err := rpc.RequireMountCapability(req.GetVolumeCapability()); err != nil {
 		return nil, err
 	}
+	if err := n.checkTarget("target_path", req.GetTargetPath()); err != nil {
+		return nil, err
+	}
 	ephemeral := isEphemeral(req.GetVolumeContext())
 	if ephemeral {
 		if err := rpc.RequireField("volume_context."+names.ContextLayerSet, req.GetVolumeContext()[names.ContextLayerSet]); err != nil {
@@ -40,6 +43,9 @@ func (n *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 				req.GetVolumeId(), names.ContextEphemeral)
 		}
 		if err := rpc.RequirePath("staging_target_path", req.GetStagingTargetPath()); err != nil {
+			return nil, err
+		}
+		if err := n.checkPath("staging_target_path", req.GetStagingTargetPath()); err != nil {
 			return nil, err
 		}
 	}
@@ -117,6 +123,9 @@ func (n *Server) publishEphemeral(ctx context.Context, req *csi.NodePublishVolum
 		}
 		return err
 	}
+	if rec.MountID, err = mountID(target); err != nil {
+		return err
+	}
 	rec.Phase = phasePublished
 	return n.state.save(rec)
 }
@@ -124,11 +133,21 @@ func (n *Server) publishEphemeral(ctx context.Context, req *csi.NodePublishVolum
 // removeEphemeral unmounts an inline volume, deletes its upper and init
 // layer and its mount point, then forgets it.
 func (n *Server) removeEphemeral(ctx context.Context, rec *volumeRecord) error {
+	if err := ours(rec.ID, rec.MountPath, rec.MountID); err != nil {
+		return err
+	}
 	// The store owns the overlay's mount: it unmounts the target its own
 	// record names, which is rec.MountPath, and only then deletes the
 	// directories. A target the store has no volume for holds nothing of
 	// ours, so nothing is unmounted there.
-	if err := n.cfg.Store.Unmount(ctx, rec.ID, layers.RemoveUpper); err != nil && !errors.Is(err, layers.ErrVolumeNotFound) {
+	err := n.cfg.Store.Unmount(ctx, rec.ID, layers.RemoveUpper)
+	if errors.Is(err, layers.ErrVolumeNotFound) {
+		// The publish failed before the store made the volume: a mount
+		// at the target now is someone else's, left where it is.
+		if mounted, merr := isMounted(rec.MountPath); merr == nil && mounted {
+			return n.state.remove(rec)
+		}
+	} else if err != nil {
 		return fmt.Errorf("remove inline volume %s: %w", rec.ID, err)
 	}
 	if err := removeMountPoint(rec.MountPath); err != nil {
@@ -192,7 +211,11 @@ func (n *Server) publishPersistent(ctx context.Context, req *csi.NodePublishVolu
 		}
 		return fmt.Errorf("publish volume %s at %s: %w", id, target, err)
 	}
-	rec.setTarget(targetRecord{Path: target, ReadOnly: readOnly, Phase: phasePublished})
+	id2, err := mountID(target)
+	if err != nil {
+		return err
+	}
+	rec.setTarget(targetRecord{Path: target, ReadOnly: readOnly, Phase: phasePublished, MountID: id2})
 	return n.state.save(rec)
 }
 
@@ -232,7 +255,12 @@ func (n *Server) unpublish(ctx context.Context, id, target string) error {
 	case rec != nil && rec.Kind == kindPersistent && rec.MountPath == target:
 		return status.Errorf(codes.InvalidArgument, "%s is the staging path of volume %s; unstage it with NodeUnstageVolume", target, id)
 	case rec != nil && rec.target(target) != nil:
-		rec.setTarget(targetRecord{Path: target, ReadOnly: rec.target(target).ReadOnly, Phase: phaseUnpublishing})
+		t := *rec.target(target)
+		if err := ours(id, target, t.MountID); err != nil {
+			return err
+		}
+		t.Phase = phaseUnpublishing
+		rec.setTarget(t)
 		if err := n.state.save(rec); err != nil {
 			return err
 		}
@@ -249,21 +277,20 @@ func (n *Server) unpublish(ctx context.Context, id, target string) error {
 }
 
 // releaseUnknown handles a path kubelet associates with the volume but
-// the node has no record of (the record was lost, or the call is a retry
-// of one that completed): whatever is mounted there is unmounted and the
-// empty mount point removed. Store directories are left alone, since
-// without a record nothing tells an inline volume's upper from a
-// persistent one's.
+// the node has no record of (the call is a retry of one that completed):
+// an empty mount point left there is removed. A mount there is not one
+// this plugin made (it records every mount before making it), so it is
+// refused, not unmounted: it may be another volume's, or anyone's. Store
+// directories are left alone, since without a record nothing tells an
+// inline volume's upper from a persistent one's.
 func (n *Server) releaseUnknown(ctx context.Context, id, path string) error {
 	mounted, err := isMounted(path)
 	if err != nil {
 		return err
 	}
 	if mounted {
-		logger(ctx).Info("Unmounting a path of a volume this node has no record of", "path", path)
-		if err := overlay.Unmount(ctx, path); err != nil {
-			return fmt.Errorf("volume %s: %w", id, err)
-		}
+		return status.Errorf(codes.FailedPrecondition,
+			"this node has no record of volume %s at %s, and what is mounted there was not made by this plugin: it is left alone; unmount it by hand if it is stale", id, path)
 	}
 	return removeMountPoint(path)
 }

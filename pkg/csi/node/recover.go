@@ -82,6 +82,9 @@ func (n *Server) recoverPersistent(ctx context.Context, rec *volumeRecord) error
 		}
 		switch {
 		case t.Phase == phaseUnpublishing:
+			if err := ours(rec.ID, t.Path, t.MountID); err != nil {
+				return err
+			}
 			if err := overlay.Unmount(ctx, t.Path); err != nil {
 				return err
 			}

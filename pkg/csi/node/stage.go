@@ -27,6 +27,9 @@ func (n *Server) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	if err := rpc.RequireMountCapability(req.GetVolumeCapability()); err != nil {
 		return nil, err
 	}
+	if err := n.checkTarget("staging_target_path", req.GetStagingTargetPath()); err != nil {
+		return nil, err
+	}
 	if err := rpc.RequireField("volume_context."+names.ContextLayerSet, req.GetVolumeContext()[names.ContextLayerSet]); err != nil {
 		return nil, err
 	}
@@ -88,6 +91,9 @@ func (n *Server) stage(ctx context.Context, req *csi.NodeStageVolumeRequest) err
 		if uerr := n.abandonStage(context.WithoutCancel(ctx), rec); uerr != nil {
 			err = errors.Join(err, uerr)
 		}
+		return err
+	}
+	if rec.MountID, err = mountID(staging); err != nil {
 		return err
 	}
 	rec.Phase = phaseStaged
@@ -165,6 +171,9 @@ func (n *Server) unstage(ctx context.Context, id, staging string) error {
 // unmountStaged unmounts the staging path, keeping the upper, and
 // removes the mount point.
 func (n *Server) unmountStaged(ctx context.Context, rec *volumeRecord) error {
+	if err := ours(rec.ID, rec.MountPath, rec.MountID); err != nil {
+		return err
+	}
 	if err := n.cfg.Store.Unmount(ctx, rec.ID, layers.KeepUpper); err != nil && !errors.Is(err, layers.ErrVolumeNotFound) {
 		return err
 	}

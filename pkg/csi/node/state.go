@@ -48,7 +48,10 @@ type volumeRecord struct {
 	// MountPath is where the composed overlay is mounted: the target of
 	// an ephemeral volume, the staging path of a persistent one.
 	MountPath string `json:"mountPath,omitempty"`
-	ReadOnly  bool   `json:"readOnly,omitempty"`
+	// MountID is the id of the mount made at MountPath (statx
+	// STATX_MNT_ID), so that teardown unmounts that mount and no other.
+	MountID  uint64 `json:"mountID,omitempty"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
 	// Targets are the bind mounts of a persistent volume.
 	Targets []targetRecord `json:"targets,omitempty"`
 	Updated time.Time      `json:"updated"`
@@ -58,6 +61,8 @@ type targetRecord struct {
 	Path     string `json:"path"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
 	Phase    phase  `json:"phase"`
+	// MountID is the id of the bind mount at Path; see volumeRecord.
+	MountID uint64 `json:"mountID,omitempty"`
 }
 
 // target returns the record of the bind mount at path, or nil.
