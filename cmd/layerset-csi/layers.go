@@ -31,8 +31,8 @@ func newPullCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d layers\n", img.Pinned, len(img.Layers))
-			return nil
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: %d layers\n", img.Pinned, len(img.Layers))
+			return err
 		},
 	}
 	sf.register(cmd.Flags())
@@ -64,10 +64,14 @@ func newListCommand() *cobra.Command {
 				return enc.Encode(ls)
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 8, 2, ' ', 0)
-			fmt.Fprintln(w, "DIFF ID\tSHORT ID\tSIZE\tUSERS\tLAST USED")
+			if _, err := fmt.Fprintln(w, "DIFF ID\tSHORT ID\tSIZE\tUSERS\tLAST USED"); err != nil {
+				return err
+			}
 			for _, l := range ls {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", l.DiffID, l.LinkID,
-					resource.NewQuantity(l.Size, resource.BinarySI), l.Users, l.LastUsed.Format(time.RFC3339))
+				if _, err := fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", l.DiffID, l.LinkID,
+					resource.NewQuantity(l.Size, resource.BinarySI), l.Users, l.LastUsed.Format(time.RFC3339)); err != nil {
+					return err
+				}
 			}
 			return w.Flush()
 		},
@@ -97,8 +101,8 @@ func newGCCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "removed %d layers, freed %d bytes, %d bytes kept\n", len(res.Removed), res.FreedBytes, res.KeptBytes)
-			return nil
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "removed %d layers, freed %d bytes, %d bytes kept\n", len(res.Removed), res.FreedBytes, res.KeptBytes)
+			return err
 		},
 	}
 	sf.register(cmd.Flags())

@@ -55,8 +55,10 @@ func newMountCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "mounted LayerSet %q (%d layers + init) at %s as volume %s; writes go to %s\n",
-				cat.Name(), len(vol.Layers), vol.Target, vol.ID, vol.UpperDir())
+			if _, err := fmt.Fprintf(cmd.OutOrStdout(), "mounted LayerSet %q (%d layers + init) at %s as volume %s; writes go to %s\n",
+				cat.Name(), len(vol.Layers), vol.Target, vol.ID, vol.UpperDir()); err != nil {
+				return fmt.Errorf("volume %s is mounted at %s, but reporting it failed: %w", vol.ID, vol.Target, err)
+			}
 			return nil
 		},
 	}
@@ -91,8 +93,8 @@ func newUnmountCommand() *cobra.Command {
 					if err := s.Unmount(cmd.Context(), v.ID, layers.RemoveUpper); err != nil {
 						return err
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "unmounted volume %s from %s\n", v.ID, target)
-					return nil
+					_, err := fmt.Fprintf(cmd.OutOrStdout(), "unmounted volume %s from %s\n", v.ID, target)
+					return err
 				}
 			}
 			return fmt.Errorf("no volume of the store %s is mounted at %s", s.Dir(), target)

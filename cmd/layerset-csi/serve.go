@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/klog/v2"
 
 	"github.com/layerset/layerset-csi/pkg/catalog"
 	"github.com/layerset/layerset-csi/pkg/health"
@@ -33,7 +34,11 @@ func openCatalog(ctx context.Context, layerSets string, src source.Options, clus
 	if err != nil {
 		return nil, nil, fmt.Errorf("--layersets: %w", err)
 	}
-	return dir, func() { dir.Close() }, nil
+	return dir, func() {
+		if err := dir.Close(); err != nil {
+			klog.FromContext(ctx).Error(err, "Closing the LayerSet folder")
+		}
+	}, nil
 }
 
 // serveEndpoints serves /metrics from reg at metricsAddr and /healthz,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"debug/elf"
+	"errors"
 	"fmt"
 )
 
@@ -29,7 +30,7 @@ func elfMachine(arch string) (elf.Machine, bool) {
 // checkStatic fails unless path is a Linux executable for arch without a
 // dynamic loader: the image has no libc, so a binary built with cgo would
 // exist and still not start ("no such file or directory").
-func checkStatic(path, arch string) error {
+func checkStatic(path, arch string) (err error) {
 	want, ok := elfMachine(arch)
 	if !ok {
 		return fmt.Errorf("%s: architecture %q is not one of amd64, arm64, arm, 386, ppc64le, s390x, riscv64", path, arch)
@@ -38,7 +39,7 @@ func checkStatic(path, arch string) error {
 	if err != nil {
 		return fmt.Errorf("%s is not an ELF executable: %w", path, err)
 	}
-	defer f.Close()
+	defer func() { err = errors.Join(err, f.Close()) }()
 	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
 		return fmt.Errorf("%s is an ELF %s, not an executable", path, f.Type)
 	}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -58,12 +60,18 @@ func run(o Options) error {
 func writeArchive(path string, tag name.Tag, img v1.Image) error {
 	tmp := path + ".tmp"
 	if err := tarball.WriteToFile(tmp, tag, img); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
+		return errors.Join(fmt.Errorf("write %s: %w", path, err), removeTemp(tmp))
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
+		return errors.Join(fmt.Errorf("write %s: %w", path, err), removeTemp(tmp))
+	}
+	return nil
+}
+
+// removeTemp removes the temporary file a failed write may have left.
+func removeTemp(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
 	return nil
 }
@@ -86,8 +94,7 @@ func writeLayout(dir string, tag name.Tag, idx v1.ImageIndex) error {
 		"io.containerd.image.name":          tag.Name(),
 	}))
 	if err != nil {
-		os.RemoveAll(tmp)
-		return fmt.Errorf("OCI layout %s: %w", dir, err)
+		return errors.Join(fmt.Errorf("OCI layout %s: %w", dir, err), os.RemoveAll(tmp))
 	}
 	old := dir + ".old"
 	if err := os.RemoveAll(old); err != nil {

@@ -3,7 +3,9 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -29,13 +31,24 @@ const (
 // and moves it into place with Replace. A Durable write syncs the
 // temporary files first, concurrently, so the journal commits them
 // together: one disk flush rather than one per file. Making the moves themselves
-// durable (SyncDir) is the caller's to decide.
-func WriteFiles(files map[string][]byte, perm os.FileMode, durability Durability) error {
+// durable (SyncDir) is the caller's to decide. Every temporary file is
+// closed, its close checked, before any is moved into place. A temporary
+// file that cannot be removed afterwards is an error too, though the files
+// may be in place by then; it matches TempGlob.
+func WriteFiles(files map[string][]byte, perm os.FileMode, durability Durability) (err error) {
 	tmps := make(map[string]*os.File, len(files))
+	closed := false
 	defer func() {
 		for _, f := range tmps {
-			f.Close()
-			os.Remove(f.Name()) // after Replace: the old content, or nothing
+			if !closed {
+				// Only on an error path, which returns that error: the
+				// file's content is thrown away.
+				_ = f.Close()
+			}
+			// After Replace: the old content, or nothing.
+			if rerr := os.Remove(f.Name()); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				err = errors.Join(err, fmt.Errorf("remove temporary file: %w", rerr))
+			}
 		}
 	}()
 	for path, data := range files {
@@ -65,6 +78,18 @@ func WriteFiles(files map[string][]byte, perm os.FileMode, durability Durability
 			return err
 		}
 	}
+	// Close all before replacing any, so a failed close leaves every file
+	// as it was.
+	closed = true
+	var cerrs []error
+	for path, f := range tmps {
+		if err := f.Close(); err != nil {
+			cerrs = append(cerrs, fmt.Errorf("write %s: %w", path, err))
+		}
+	}
+	if err := errors.Join(cerrs...); err != nil {
+		return err
+	}
 	for path, f := range tmps {
 		if err := Replace(f.Name(), path); err != nil {
 			return fmt.Errorf("write %s: %w", path, err)
@@ -79,6 +104,5 @@ func SyncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	return errors.Join(d.Sync(), d.Close())
 }

@@ -17,6 +17,7 @@ import (
 // Compression selects how Layer compresses the tarball and so its media type.
 type Compression int
 
+// The compressions Layer knows, each commented with its media type.
 const (
 	Gzip Compression = iota // application/vnd.oci.image.layer.v1.tar+gzip
 	Zstd                    // application/vnd.oci.image.layer.v1.tar+zstd

@@ -73,8 +73,14 @@ func openLayerRoot(dir string) (int, error) {
 	}
 	f := os.NewFile(uintptr(dup), dir)
 	names, err := f.Readdirnames(1)
-	f.Close()
-	if len(names) > 0 || (err != nil && !errors.Is(err, io.EOF)) {
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	if cerr := f.Close(); cerr != nil && err == nil && len(names) == 0 {
+		unix.Close(fd)
+		return -1, fmt.Errorf("archive: listing layer directory %s: %w", dir, cerr)
+	}
+	if len(names) > 0 || err != nil {
 		unix.Close(fd)
 		if err == nil {
 			err = fmt.Errorf("holds %q", names[0])

@@ -113,8 +113,8 @@ func (a *applier) directory(name string, hdr *tar.Header, own owner, xattrs []xa
 		if err = unix.Fstatat(parent.fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fmt.Errorf("inspecting existing entry: %w", err)
 		}
-		switch {
-		case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
 			created = false // merge, as tar does
 		default:
 			// A whiteout of this name earlier in the layer hid the lower

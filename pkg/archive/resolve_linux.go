@@ -194,12 +194,15 @@ func removeAllAt(dirfd int, name string) error {
 				break
 			}
 		}
-		f.Close()
+		closeErr := f.Close()
 		if rmErr != nil {
 			return rmErr
 		}
 		if readErr != nil && !errors.Is(readErr, io.EOF) {
 			return fmt.Errorf("listing %q: %w", name, readErr)
+		}
+		if closeErr != nil {
+			return fmt.Errorf("listing %q: %w", name, closeErr)
 		}
 		if len(names) < removeBatch {
 			break

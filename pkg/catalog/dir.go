@@ -69,8 +69,7 @@ func NewDir(ctx context.Context, dir string, opts source.Options) (*Dir, error) 
 		d.log.Info("Cannot watch the LayerSet folder; it will be read at every lookup", "err", err)
 		close(d.done)
 	} else if err := w.Add(abs); err != nil {
-		w.Close()
-		d.log.Info("Cannot watch the LayerSet folder; it will be read at every lookup", "err", err)
+		d.log.Info("Cannot watch the LayerSet folder; it will be read at every lookup", "err", errors.Join(err, w.Close()))
 		close(d.done)
 	} else {
 		d.watcher, d.watching = w, true

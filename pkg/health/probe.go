@@ -17,7 +17,7 @@ import (
 // not. Each call dials afresh, so a restarted plugin is seen at once.
 func GRPCProbe(endpoint string) Check {
 	target, err := grpcTarget(endpoint)
-	return func(ctx context.Context) error {
+	return func(ctx context.Context) (perr error) {
 		if err != nil {
 			return err
 		}
@@ -25,7 +25,11 @@ func GRPCProbe(endpoint string) Check {
 		if err != nil {
 			return fmt.Errorf("probe CSI endpoint %s: %w", endpoint, err)
 		}
-		defer conn.Close()
+		defer func() {
+			if cerr := conn.Close(); cerr != nil {
+				perr = errors.Join(perr, fmt.Errorf("probe CSI endpoint %s: %w", endpoint, cerr))
+			}
+		}()
 		resp, err := csi.NewIdentityClient(conn).Probe(ctx, &csi.ProbeRequest{})
 		if err != nil {
 			return fmt.Errorf("probe CSI endpoint %s: %w", endpoint, err)

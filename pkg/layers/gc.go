@@ -2,7 +2,9 @@ package layers
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -77,7 +79,10 @@ func (s *Store) GC(ctx context.Context, maxBytes int64, spare func(Layer) bool) 
 		if err := s.removeAll(ctx, l.Dir); err != nil {
 			return res, fmt.Errorf("remove layer %s: %w", l.DiffID, err)
 		}
-		os.Remove(s.path(linkDir, l.LinkID))
+		if err := os.Remove(s.path(linkDir, l.LinkID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			// The layer is gone; only its short link is left, which repair drops.
+			klog.FromContext(ctx).Error(err, "Leaving a removed layer's short link for the next start", "diffID", l.DiffID, "id", l.LinkID)
+		}
 		s.links.Delete(filepath.Base(l.Dir))
 		res.Removed = append(res.Removed, l)
 		res.FreedBytes += l.Size

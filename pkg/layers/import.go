@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -91,13 +92,18 @@ func (s *Store) fetchLayer(ctx context.Context, name string, l source.Layer) err
 	if err != nil {
 		return fmt.Errorf("import layer %s: %w", l.DiffID, err)
 	}
-	defer os.RemoveAll(staging) // a no-op once renamed into place
+	defer func() {
+		// A no-op once renamed into place; what is left, repair removes.
+		if err := os.RemoveAll(staging); err != nil {
+			log.Error(err, "Leaving an import's staging directory for the next start", "dir", staging)
+		}
+	}()
 
 	meta, err := s.extract(ctx, staging, l)
 	if err != nil {
 		return fmt.Errorf("import layer %s from %s: %w", l.DiffID, l.Source, err)
 	}
-	if err := s.publishLayer(staging, name, meta); err != nil {
+	if err := s.publishLayer(ctx, staging, name, meta); err != nil {
 		return fmt.Errorf("import layer %s: %w", l.DiffID, err)
 	}
 	log.V(2).Info("Imported layer", "bytes", meta.Size, "entries", meta.Entries, "duration", time.Since(start))
@@ -106,8 +112,8 @@ func (s *Store) fetchLayer(ctx context.Context, name string, l source.Layer) err
 
 // extract applies the blob into staging/diff, verifying the compressed
 // digest (by the reader Open returns) and the uncompressed digest.
-func (s *Store) extract(ctx context.Context, staging string, l source.Layer) (LayerMeta, error) {
-	meta := LayerMeta{DiffID: l.DiffID.String(), Digest: l.Digest.String(), MediaType: string(l.MediaType), Source: l.Source}
+func (s *Store) extract(ctx context.Context, staging string, l source.Layer) (meta LayerMeta, err error) {
+	meta = LayerMeta{DiffID: l.DiffID.String(), Digest: l.Digest.String(), MediaType: string(l.MediaType), Source: l.Source}
 	diff := filepath.Join(staging, diffName)
 	if err := os.Mkdir(diff, 0o755); err != nil {
 		return meta, err
@@ -116,12 +122,20 @@ func (s *Store) extract(ctx context.Context, staging string, l source.Layer) (La
 	if err != nil {
 		return meta, err
 	}
-	defer blob.Close()
+	defer func() {
+		if cerr := blob.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close blob %s: %w", l.Digest, cerr))
+		}
+	}()
 	tarStream, err := archive.Decompress(blob)
 	if err != nil {
 		return meta, err
 	}
-	defer tarStream.Close()
+	defer func() {
+		if cerr := tarStream.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close decompressor of blob %s: %w", l.Digest, cerr))
+		}
+	}()
 
 	h := sha256.New()
 	stats, err := archive.Apply(ctx, diff, io.TeeReader(tarStream, h), s.opts.Archive)
@@ -146,8 +160,9 @@ func (s *Store) extract(ctx context.Context, staging string, l source.Layer) (La
 // publishLayer writes the layer's metadata and short id into staging and
 // renames it to its final name. The l/ link is reserved before the rename,
 // so a visible layer always has one; a crash in between leaves a dangling
-// link that repair removes.
-func (s *Store) publishLayer(staging, name string, meta LayerMeta) error {
+// link that repair removes, as does a failure to remove the link when the
+// layer is not published.
+func (s *Store) publishLayer(ctx context.Context, staging, name string, meta LayerMeta) error {
 	b, err := json.Marshal(meta)
 	if err != nil {
 		return err
@@ -163,24 +178,35 @@ func (s *Store) publishLayer(staging, name string, meta LayerMeta) error {
 		return err
 	}
 	if err := writeFileAtomic(filepath.Join(staging, linkName), []byte(id), 0o644); err != nil {
-		os.Remove(s.path(linkDir, id))
-		return err
+		return errors.Join(err, s.unreserveLink(id))
 	}
 	if !s.opts.NoSync {
 		// Content must be on disk before the name that promises it is.
 		if err := syncfs(staging); err != nil {
-			os.Remove(s.path(linkDir, id))
-			return err
+			return errors.Join(err, s.unreserveLink(id))
 		}
 	}
 	if err := os.Rename(staging, s.path(name)); err != nil {
-		os.Remove(s.path(linkDir, id))
 		if errors.Is(err, os.ErrExist) || errors.Is(err, unix.ENOTEMPTY) {
-			return nil // another process imported the same content first
+			// Another process imported the same content first: the layer
+			// is there, only our link is left over.
+			if err := s.unreserveLink(id); err != nil {
+				klog.FromContext(ctx).Error(err, "Leaving a short link for the next start", "id", id)
+			}
+			return nil
 		}
-		return err
+		return errors.Join(err, s.unreserveLink(id))
 	}
 	return atomicfile.SyncDir(s.dir)
+}
+
+// unreserveLink removes the link reserveLink made for a layer that is not
+// published after all.
+func (s *Store) unreserveLink(id string) error {
+	if err := os.Remove(s.path(linkDir, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove reserved short link %s: %w", id, err)
+	}
+	return nil
 }
 
 func touchFile(path string) error {
@@ -196,9 +222,8 @@ func syncfs(path string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
 	if err := unix.Syncfs(int(f.Fd())); err != nil {
-		return fmt.Errorf("syncfs %s: %w", path, err)
+		return errors.Join(fmt.Errorf("syncfs %s: %w", path, err), f.Close())
 	}
-	return nil
+	return f.Close()
 }

@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -51,12 +52,10 @@ func (s *Store) writeInitLayer(dir string, files []InitFile) error {
 		return err
 	}
 	if err := writeInitFiles(next, files, nil); err != nil {
-		os.RemoveAll(next)
-		return err
+		return errors.Join(err, os.RemoveAll(next))
 	}
 	if err := unix.Renameat2(unix.AT_FDCWD, next, unix.AT_FDCWD, diff, unix.RENAME_EXCHANGE); err != nil {
-		os.RemoveAll(next)
-		return fmt.Errorf("swap in init layer: %w", err)
+		return errors.Join(fmt.Errorf("swap in init layer: %w", err), os.RemoveAll(next))
 	}
 	return os.RemoveAll(next) // now the old content
 }
@@ -67,7 +66,7 @@ func (s *Store) writeInitLayer(dir string, files []InitFile) error {
 // are had, nil if unknown: what files do not name is removed, and what
 // they name is written over in place, which spares the allocation of new
 // inodes (see spare.go).
-func writeInitFiles(dir string, files []InitFile, had []string) error {
+func writeInitFiles(dir string, files []InitFile, had []string) (err error) {
 	for _, f := range files {
 		if err := f.validate(); err != nil {
 			return err
@@ -77,7 +76,7 @@ func writeInitFiles(dir string, files []InitFile, had []string) error {
 	if err != nil {
 		return err
 	}
-	defer root.Close()
+	defer func() { err = errors.Join(err, root.Close()) }()
 	// existing holds the directories of an earlier tree that needs no
 	// pruning: they are there still.
 	var existing map[string]bool
@@ -149,8 +148,7 @@ func pruneInitTree(root *os.Root, dir string, shape map[string]bool) error {
 		return err
 	}
 	entries, err := d.ReadDir(-1)
-	d.Close()
-	if err != nil {
+	if err := errors.Join(err, d.Close()); err != nil {
 		return err
 	}
 	for _, e := range entries {

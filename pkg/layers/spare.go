@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -56,17 +57,16 @@ func (s *Store) skeleton(name string) (skeleton, error) {
 	}
 	vol, err := s.stageDir(name, diffName, workName, mergedName)
 	if err != nil {
-		os.RemoveAll(init)
-		return skeleton{}, err
+		return skeleton{}, errors.Join(err, os.RemoveAll(init))
 	}
 	return skeleton{vol: vol, init: init, initFiles: []string{}}, nil
 }
 
 // discard deletes what is left of a skeleton; after it was renamed into
-// place, nothing is.
-func (sk skeleton) discard() {
-	os.RemoveAll(sk.vol)
-	os.RemoveAll(sk.init)
+// place, nothing is. What it cannot delete is in staging or spare, which
+// repair empties.
+func (sk skeleton) discard() error {
+	return errors.Join(os.RemoveAll(sk.vol), os.RemoveAll(sk.init))
 }
 
 // retire takes the volume directory name and its init layer, which holds
@@ -82,7 +82,7 @@ func (s *Store) retire(ctx context.Context, name string, initFiles []string) err
 				return err
 			}
 		}
-		s.dropLinks(volLink, initLink)
+		s.dropLinks(ctx, volLink, initLink)
 		return nil
 	}
 	id, err := newLinkID()
@@ -95,7 +95,7 @@ func (s *Store) retire(ctx context.Context, name string, initFiles []string) err
 	}
 	// The volume is gone; what follows only decides whether its
 	// directories are worth keeping.
-	defer s.dropLinks(volLink, initLink)
+	defer s.dropLinks(ctx, volLink, initLink)
 	err = os.Rename(s.path(name+initSuffix), sk.init)
 	if err == nil {
 		err = sk.scrub()
@@ -109,15 +109,19 @@ func (s *Store) retire(ctx context.Context, name string, initFiles []string) err
 		}
 		return nil
 	}
-	s.pushSpare(sk)
+	s.pushSpare(ctx, sk)
 	return nil
 }
 
 // dropLinks removes the l/ links of short ids no directory has any more.
-func (s *Store) dropLinks(ids ...string) {
+// A link it cannot remove leads nowhere, and repair drops it.
+func (s *Store) dropLinks(ctx context.Context, ids ...string) {
 	for _, id := range ids {
-		if id != "" {
-			os.Remove(s.path(linkDir, id))
+		if id == "" {
+			continue
+		}
+		if err := os.Remove(s.path(linkDir, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			klog.FromContext(ctx).Error(err, "Leaving a removed directory's short link for the next start", "id", id)
 		}
 	}
 }
@@ -200,7 +204,7 @@ func (s *Store) roomForSpare() bool {
 	return len(s.spares) < s.opts.Spares
 }
 
-func (s *Store) pushSpare(sk skeleton) {
+func (s *Store) pushSpare(ctx context.Context, sk skeleton) {
 	s.spareMu.Lock()
 	full := len(s.spares) >= s.opts.Spares
 	if !full {
@@ -208,7 +212,9 @@ func (s *Store) pushSpare(sk skeleton) {
 	}
 	s.spareMu.Unlock()
 	if full {
-		sk.discard()
+		if err := sk.discard(); err != nil {
+			klog.FromContext(ctx).Error(err, "Leaving a removed volume's directories for the next start")
+		}
 	}
 }
 

@@ -20,7 +20,11 @@ func (w storeWatcher) Start(ctx context.Context) error {
 	logger := klog.FromContext(ctx).WithValues("dir", w.dir)
 	fw, err := fsnotify.NewWatcher()
 	if err == nil {
-		defer fw.Close()
+		defer func() {
+			if err := fw.Close(); err != nil {
+				logger.Error(err, "Closing the layer store watch")
+			}
+		}()
 		err = fw.Add(w.dir)
 	}
 	if err != nil {

@@ -44,8 +44,7 @@ func listen(ctx context.Context, path string) (*socket, error) {
 	ul.SetUnlinkOnClose(false) // remove decides, see socket
 	fi, err := os.Lstat(path)
 	if err != nil {
-		ul.Close()
-		return nil, err
+		return nil, errors.Join(err, ul.Close())
 	}
 	return &socket{UnixListener: ul, path: path, fi: fi}, nil
 }
@@ -66,7 +65,10 @@ func removeStale(path string) error {
 }
 
 func (s *socket) remove(ctx context.Context) {
-	s.Close()
+	// The gRPC server's Stop has closed the listener already, as a rule.
+	if err := s.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		klog.FromContext(ctx).Error(err, "Closing the registration socket", "socket", s.path)
+	}
 	if fi, err := os.Lstat(s.path); err != nil || !os.SameFile(fi, s.fi) {
 		return
 	}

@@ -62,8 +62,7 @@ func newVerifier(rc io.ReadCloser, d v1.Descriptor, checked bool) (io.ReadCloser
 	if !checked {
 		h, err := v1.Hasher(d.Digest.Algorithm)
 		if err != nil {
-			rc.Close()
-			return nil, withKind(ErrUnsupported, fmt.Errorf("blob %s: %w", d.Digest, err))
+			return nil, errors.Join(withKind(ErrUnsupported, fmt.Errorf("blob %s: %w", d.Digest, err)), rc.Close())
 		}
 		v.h = h
 	}

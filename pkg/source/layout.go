@@ -84,7 +84,7 @@ func (s *layoutStore) readManifest(ctx context.Context, h v1.Hash, size int64) (
 	return readBlob(ctx, s, v1.Descriptor{Digest: h, Size: size}, maxManifestSize)
 }
 
-func (s *layoutStore) stat(h v1.Hash) (fs.FileInfo, error) {
+func (s *layoutStore) stat(h v1.Hash) (fi fs.FileInfo, err error) {
 	rc, err := s.path.Blob(h)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, withKind(ErrNotFound, fmt.Errorf("OCI layout %s has no manifest %s", s.ref.layout, h))
@@ -92,7 +92,11 @@ func (s *layoutStore) stat(h v1.Hash) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
+	defer func() {
+		if cerr := rc.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("OCI layout blob %s: %w", h, cerr))
+		}
+	}()
 	f, ok := rc.(interface{ Stat() (fs.FileInfo, error) })
 	if !ok {
 		return nil, fmt.Errorf("OCI layout blob %s: cannot stat %T", h, rc)

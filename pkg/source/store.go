@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -22,7 +23,7 @@ type store interface {
 }
 
 // readBlob reads a small blob whole, checked against d.
-func readBlob(ctx context.Context, s store, d v1.Descriptor, limit int64) ([]byte, error) {
+func readBlob(ctx context.Context, s store, d v1.Descriptor, limit int64) (b []byte, err error) {
 	if d.Size > limit {
 		return nil, fmt.Errorf("blob %s is %d bytes; the limit is %d", d.Digest, d.Size, limit)
 	}
@@ -30,6 +31,10 @@ func readBlob(ctx context.Context, s store, d v1.Descriptor, limit int64) ([]byt
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
+	defer func() {
+		if cerr := rc.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("blob %s: %w", d.Digest, cerr))
+		}
+	}()
 	return io.ReadAll(rc)
 }

@@ -118,8 +118,11 @@ func writeArchive(file, ref string, img v1.Image) error {
 	}
 	tmp := file + ".tmp"
 	if err := tarball.WriteToFile(tmp, tag, img); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", file, err)
+		err = fmt.Errorf("writing %s: %w", file, err)
+		if rerr := os.Remove(tmp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+		return err
 	}
 	return os.Rename(tmp, file)
 }

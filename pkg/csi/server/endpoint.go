@@ -65,8 +65,7 @@ func removeStaleSocket(p string) error {
 		return fmt.Errorf("endpoint %s exists and is not a socket; remove it or choose another path", p)
 	}
 	if c, err := net.DialTimeout("unix", p, time.Second); err == nil {
-		c.Close()
-		return fmt.Errorf("endpoint %s is in use by another process", p)
+		return errors.Join(fmt.Errorf("endpoint %s is in use by another process", p), c.Close())
 	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove stale socket %s: %w", p, err)
