@@ -7,6 +7,7 @@ package assemble
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -15,6 +16,7 @@ import (
 	"github.com/layerset/layerset-csi/pkg/catalog"
 	"github.com/layerset/layerset-csi/pkg/compose"
 	"github.com/layerset/layerset-csi/pkg/layers"
+	"github.com/layerset/layerset-csi/pkg/overlay"
 )
 
 // Options configure an Assembler.
@@ -47,6 +49,10 @@ type Request struct {
 	// Ephemeral volumes cannot outlive a reboot, so their metadata is
 	// written atomically but not synced to disk.
 	Ephemeral bool
+	// MountOptions are the volume's mount options (the CSI capability's
+	// mount_flags: a PV's or StorageClass's mountOptions), applied over
+	// overlay.DefaultFlags.
+	MountOptions []string
 }
 
 // Mount resolves the LayerSet, pulls what the store lacks, renders the
@@ -56,6 +62,10 @@ type Request struct {
 // deadline ends this call, the download goes on, and a retry joins it.
 func (a *Assembler) Mount(ctx context.Context, req Request) (*layers.Volume, error) {
 	ls, chain, err := a.Pull(ctx, req.LayerSet)
+	if err != nil {
+		return nil, err
+	}
+	flags, err := mountFlags(ls, req.MountOptions)
 	if err != nil {
 		return nil, err
 	}
@@ -80,6 +90,7 @@ func (a *Assembler) Mount(ctx context.Context, req Request) (*layers.Volume, err
 		ReadOnly:  req.ReadOnly,
 		Target:    req.Target,
 		Ephemeral: req.Ephemeral,
+		Flags:     flags,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("compose LayerSet %q: %w", req.LayerSet, err)
@@ -99,3 +110,20 @@ func (a *Assembler) Pull(ctx context.Context, name string) (*v1alpha1.LayerSet, 
 	}
 	return ls, chain, nil
 }
+
+// mountFlags are a volume's mount attributes: nosuid and nodev, unless the
+// LayerSet allows setuid binaries, then the volume's own options.
+func mountFlags(ls *v1alpha1.LayerSet, options []string) (overlay.Flags, error) {
+	base := overlay.DefaultFlags
+	if ls.Spec.AllowSetuid {
+		base.NoSuid = false
+	}
+	flags, err := overlay.ParseFlags(base, options)
+	if err != nil {
+		return flags, fmt.Errorf("%w: mount options of LayerSet %q volume: %w", ErrMountOptions, ls.Name, err)
+	}
+	return flags, nil
+}
+
+// ErrMountOptions marks mount options the volume cannot be mounted with.
+var ErrMountOptions = errors.New("invalid mount options")

@@ -43,6 +43,9 @@ type VolumeSpec struct {
 	// written atomically (temp, rename) but not synced: a pod start does
 	// not wait for the disk. Persistent volumes' metadata is synced.
 	Ephemeral bool
+	// Flags are the mount's attributes (nosuid, nodev, noexec, ...), as
+	// the caller decided them; the zero value sets none.
+	Flags overlay.Flags
 }
 
 // Volume is the record the store keeps for a volume, in <vol>/volume.json.
@@ -55,6 +58,8 @@ type Volume struct {
 	// InitFiles are the paths of the init layer's files; never null when
 	// written, so a record from before the field reads as "not known".
 	InitFiles []string `json:"initFiles"`
+	// Flags are the attributes the volume is mounted with.
+	Flags overlay.Flags `json:"flags"`
 	// Dir is the volume's directory in the store; not persisted.
 	Dir string `json:"-"`
 }
@@ -141,7 +146,7 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 	for i, l := range spec.Layers {
 		vol.Layers[i] = l.String()
 	}
-	vol.ReadOnly, vol.Target = spec.ReadOnly, target
+	vol.ReadOnly, vol.Target, vol.Flags = spec.ReadOnly, target, spec.Flags
 	vol.InitFiles = make([]string, len(spec.Init))
 	for i, f := range spec.Init {
 		vol.InitFiles[i] = f.Path
@@ -156,6 +161,7 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 		return nil, fmt.Errorf("compose volume %q: %w", spec.ID, err)
 	}
 	cfg, err := s.mountConfig(name, lowers, spec.ReadOnly)
+	cfg.Flags = spec.Flags
 	if err != nil {
 		return nil, err
 	}

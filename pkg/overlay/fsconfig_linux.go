@@ -37,11 +37,9 @@ func mountFSConfig(c Config, t *mountTarget) error {
 	if err := unix.FsconfigCreate(fd); err != nil {
 		return fsconfigError(fd, fmt.Sprintf("fsconfig create (%d lowers)", len(c.Lowers)), err)
 	}
-	attr := 0
-	if c.readOnly() {
-		attr = unix.MOUNT_ATTR_RDONLY
-	}
-	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, attr)
+	flags := c.Flags
+	flags.ReadOnly = flags.ReadOnly || c.readOnly()
+	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, int(flags.attr()))
 	if err != nil {
 		return fsconfigError(fd, "fsmount", err)
 	}

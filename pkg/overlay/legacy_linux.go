@@ -19,10 +19,9 @@ func mountLegacy(c Config, t *mountTarget) error {
 	if err != nil {
 		return err
 	}
-	var flags uintptr
-	if c.readOnly() {
-		flags = unix.MS_RDONLY
-	}
+	f := c.Flags
+	f.ReadOnly = f.ReadOnly || c.readOnly()
+	flags := f.ms()
 	err = inDir(c.Dir, func() error {
 		return unix.Mount("overlay", t.proc(), "overlay", flags, data)
 	})

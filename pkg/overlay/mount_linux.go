@@ -55,7 +55,9 @@ func mount(ctx context.Context, c Config, target string, mode Mode) error {
 	}
 	defer t.close()
 	if c.readOnly() && len(c.Lowers) == 1 {
-		return bind(filepath.Join(c.Dir, c.Lowers[0]), t, BindOptions{ReadOnly: true, Mode: mode})
+		flags := c.Flags
+		flags.ReadOnly = true
+		return bind(filepath.Join(c.Dir, c.Lowers[0]), t, BindOptions{Flags: flags, Mode: mode})
 	}
 	switch mode {
 	case ModeFSConfig:

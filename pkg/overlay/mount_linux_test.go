@@ -570,7 +570,7 @@ func TestBind(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(src, "f"), []byte("src"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if err := Bind(src, target, BindOptions{ReadOnly: readOnly, Mode: mode}); err != nil {
+			if err := Bind(src, target, BindOptions{Flags: Flags{ReadOnly: readOnly}, Mode: mode}); err != nil {
 				t.Fatalf("mode %s, readOnly %t: %v", mode, readOnly, err)
 			}
 			got, err := os.ReadFile(filepath.Join(target, "f"))
@@ -673,5 +673,44 @@ func TestMountID(t *testing.T) {
 	t.Cleanup(func() { _ = Unmount(ctx, dst) })
 	if over, _ := MountID(dst); over == first {
 		t.Errorf("a mount over the first has its id %d", first)
+	}
+}
+
+// Flags reach the mount table in every mode, for overlays and binds.
+func TestMountFlags(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	flags := Flags{NoSuid: true, NoDev: true, NoExec: true, Atime: AtimeNone}
+	want := []string{"nosuid", "nodev", "noexec", "noatime"}
+	check := func(what, dst string) {
+		t.Helper()
+		info := mountInfo(t, dst)
+		for _, w := range want {
+			if !slices.Contains(strings.Split(info.Options, ","), w) {
+				t.Errorf("%s: mount options %q lack %s", what, info.Options, w)
+			}
+		}
+	}
+	for _, mode := range []Mode{ModeFSConfig, ModeLegacy} {
+		s := newStore(t)
+		for _, n := range []int{1, 2} {
+			c := Config{Dir: s.dir, Lowers: s.numbered(n), Flags: flags}
+			dst := target(t)
+			if err := Mount(ctx, c, dst, mode); err != nil {
+				t.Fatalf("mode %s, %d lowers: %v", mode, n, err)
+			}
+			check(fmt.Sprintf("mode %s, %d lowers", mode, n), dst)
+			if err := Unmount(ctx, dst); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dst := target(t)
+		if err := Bind(t.TempDir(), dst, BindOptions{Flags: flags, Mode: mode}); err != nil {
+			t.Fatal(err)
+		}
+		check("bind, mode "+mode.String(), dst)
+		if err := Unmount(ctx, dst); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

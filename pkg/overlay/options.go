@@ -78,6 +78,9 @@ type Config struct {
 	Lowers []string // uppermost first, relative to Dir (e.g. "l/ABC..."); 1..MaxLowers
 	Upper  string   // relative to Dir; "" for a read-only mount (lowers only)
 	Work   string   // relative to Dir; required iff Upper != ""
+	// Flags are the mount's attributes; a Config without Upper is
+	// read-only whatever Flags.ReadOnly says.
+	Flags Flags
 }
 
 func (c Config) readOnly() bool { return c.Upper == "" }

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/layerset/layerset-csi/pkg/assemble"
 	"github.com/layerset/layerset-csi/pkg/csi/rpc"
 	"github.com/layerset/layerset-csi/pkg/layers"
 	"github.com/layerset/layerset-csi/pkg/overlay"
@@ -18,7 +19,7 @@ func classifyStore(err error) (codes.Code, bool) {
 		return codes.NotFound, true
 	case errors.Is(err, layers.ErrTargetBusy):
 		return codes.FailedPrecondition, true
-	case errors.Is(err, overlay.ErrSymlinkInTarget):
+	case errors.Is(err, overlay.ErrSymlinkInTarget), errors.Is(err, assemble.ErrMountOptions):
 		return codes.InvalidArgument, true
 	case errors.Is(err, layers.ErrLayerMissing):
 		return codes.Unavailable, true // collected meanwhile; the retry imports it again

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/layerset/layerset-csi/pkg/overlay"
 )
 
@@ -18,7 +19,7 @@ import (
 // that decides when to make them.
 
 // bindMount mounts src at target, creating target.
-func bindMount(src, target string, readOnly bool) error {
+func bindMount(src, target string, flags overlay.Flags) error {
 	if err := overlay.MakeTarget(target); err != nil {
 		return status.Errorf(codes.InvalidArgument, "target_path: %v", err)
 	}
@@ -27,7 +28,7 @@ func bindMount(src, target string, readOnly bool) error {
 	} else if mounted {
 		return status.Errorf(codes.FailedPrecondition, "target_path %s already has a mount this plugin did not make", target)
 	}
-	return overlay.Bind(src, target, overlay.BindOptions{ReadOnly: readOnly})
+	return overlay.Bind(src, target, overlay.BindOptions{Flags: flags})
 }
 
 // isMounted reports whether path is a mount point.
@@ -117,4 +118,14 @@ func (n *Server) checkTarget(field, path string) error {
 		return err
 	}
 	return status.Errorf(codes.FailedPrecondition, "%s %s is a directory that already holds files (%s); a volume is mounted on an empty one", field, path, names[0])
+}
+
+// mountOptions checks a capability's mount flags (a PV's or StorageClass's
+// mountOptions) before anything is done with them.
+func mountOptions(c *csi.VolumeCapability) ([]string, error) {
+	opts := c.GetMount().GetMountFlags()
+	if _, err := overlay.ParseFlags(overlay.DefaultFlags, opts); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "volume_capability.mount.mount_flags: %v", err)
+	}
+	return opts, nil
 }

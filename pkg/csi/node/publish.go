@@ -28,6 +28,9 @@ func (n *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if err := rpc.RequireMountCapability(req.GetVolumeCapability()); err != nil {
 		return nil, err
 	}
+	if _, err := mountOptions(req.GetVolumeCapability()); err != nil {
+		return nil, err
+	}
 	if err := n.checkTarget("target_path", req.GetTargetPath()); err != nil {
 		return nil, err
 	}
@@ -101,13 +104,14 @@ func (n *Server) publishEphemeral(ctx context.Context, req *csi.NodePublishVolum
 	if err := n.state.save(rec); err != nil {
 		return err
 	}
-	_, err = n.assemble.Mount(ctx, assemble.Request{
-		VolumeID:  id,
-		LayerSet:  rec.LayerSet,
-		Pod:       podInfo(req.GetVolumeContext()),
-		Target:    target,
-		ReadOnly:  readOnly,
-		Ephemeral: true,
+	vol, err := n.assemble.Mount(ctx, assemble.Request{
+		VolumeID:     id,
+		LayerSet:     rec.LayerSet,
+		Pod:          podInfo(req.GetVolumeContext()),
+		Target:       target,
+		ReadOnly:     readOnly,
+		Ephemeral:    true,
+		MountOptions: req.GetVolumeCapability().GetMount().GetMountFlags(),
 	})
 	if err != nil {
 		if prev != nil {
@@ -126,7 +130,7 @@ func (n *Server) publishEphemeral(ctx context.Context, req *csi.NodePublishVolum
 	if rec.MountID, err = mountID(target); err != nil {
 		return err
 	}
-	rec.Phase = phasePublished
+	rec.Flags, rec.Phase = vol.Flags, phasePublished
 	return n.state.save(rec)
 }
 
@@ -201,7 +205,14 @@ func (n *Server) publishPersistent(ctx context.Context, req *csi.NodePublishVolu
 	if err := n.state.save(rec); err != nil {
 		return err
 	}
-	if err := bindMount(staging, target, readOnly); err != nil {
+	// The bind starts from the staged volume's attributes (nosuid, nodev,
+	// or setuid where the LayerSet allows it), then the publish's own.
+	flags, err := overlay.ParseFlags(rec.Flags, req.GetVolumeCapability().GetMount().GetMountFlags())
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "volume_capability.mount.mount_flags: %v", err)
+	}
+	flags.ReadOnly = flags.ReadOnly || readOnly
+	if err := bindMount(staging, target, flags); err != nil {
 		if rerr := removeMountPoint(target); rerr != nil {
 			err = errors.Join(err, rerr)
 		}

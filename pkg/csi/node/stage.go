@@ -27,6 +27,9 @@ func (n *Server) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	if err := rpc.RequireMountCapability(req.GetVolumeCapability()); err != nil {
 		return nil, err
 	}
+	if _, err := mountOptions(req.GetVolumeCapability()); err != nil {
+		return nil, err
+	}
 	if err := n.checkTarget("staging_target_path", req.GetStagingTargetPath()); err != nil {
 		return nil, err
 	}
@@ -86,7 +89,10 @@ func (n *Server) stage(ctx context.Context, req *csi.NodeStageVolumeRequest) err
 	}
 	// Pod information is not passed to NodeStageVolume: a persistent
 	// volume's init files see the node and volume only.
-	_, err = n.assemble.Mount(ctx, assemble.Request{VolumeID: id, LayerSet: rec.LayerSet, Target: staging, ReadOnly: readOnly})
+	vol, err := n.assemble.Mount(ctx, assemble.Request{
+		VolumeID: id, LayerSet: rec.LayerSet, Target: staging, ReadOnly: readOnly,
+		MountOptions: req.GetVolumeCapability().GetMount().GetMountFlags(),
+	})
 	if err != nil {
 		if uerr := n.abandonStage(context.WithoutCancel(ctx), rec); uerr != nil {
 			err = errors.Join(err, uerr)
@@ -96,7 +102,7 @@ func (n *Server) stage(ctx context.Context, req *csi.NodeStageVolumeRequest) err
 	if rec.MountID, err = mountID(staging); err != nil {
 		return err
 	}
-	rec.Phase = phaseStaged
+	rec.Flags, rec.Phase = vol.Flags, phaseStaged
 	return n.state.save(rec)
 }
 

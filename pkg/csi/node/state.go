@@ -7,6 +7,7 @@ import (
 
 	"github.com/layerset/layerset-csi/internal/atomicfile"
 	"github.com/layerset/layerset-csi/internal/record"
+	"github.com/layerset/layerset-csi/pkg/overlay"
 )
 
 // volumeKind tells the two lifecycles apart.
@@ -50,8 +51,11 @@ type volumeRecord struct {
 	MountPath string `json:"mountPath,omitempty"`
 	// MountID is the id of the mount made at MountPath (statx
 	// STATX_MNT_ID), so that teardown unmounts that mount and no other.
-	MountID  uint64 `json:"mountID,omitempty"`
-	ReadOnly bool   `json:"readOnly,omitempty"`
+	MountID uint64 `json:"mountID,omitempty"`
+	// Flags are the attributes the volume was mounted with at MountPath;
+	// a persistent volume's binds start from them.
+	Flags    overlay.Flags `json:"flags,omitempty"`
+	ReadOnly bool          `json:"readOnly,omitempty"`
 	// Targets are the bind mounts of a persistent volume.
 	Targets []targetRecord `json:"targets,omitempty"`
 	Updated time.Time      `json:"updated"`

@@ -35,6 +35,12 @@ type LayerSetSpec struct {
 	// before any pod asks for them.
 	// +optional
 	Prefetch *metav1.LabelSelector `json:"prefetch,omitempty"`
+
+	// AllowSetuid mounts this LayerSet's volumes without nosuid, so that
+	// setuid and setgid binaries of its images take effect. Off by
+	// default: volumes are mounted nosuid,nodev.
+	// +optional
+	AllowSetuid bool `json:"allowSetuid,omitempty"`
 }
 
 // LayerSource is one entry of a chain: every layer of an image, or the whole
