@@ -97,5 +97,5 @@ func NewNodeCache(nodeName string, nodeUID types.UID) *NodeCache {
 }
 
 func init() {
-	SchemeBuilder.Register(&NodeCache{}, &NodeCacheList{})
+	register(&NodeCache{}, &NodeCacheList{})
 }

@@ -1,19 +1,31 @@
 package v1alpha1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 // GroupVersion is the API group and version of LayerSet.
 var GroupVersion = schema.GroupVersion{Group: "layerset.io", Version: "v1alpha1"}
 
-// SchemeBuilder registers the LayerSet types with a runtime.Scheme.
-var SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+var (
+	// SchemeBuilder registers the LayerSet types with a runtime.Scheme.
+	SchemeBuilder runtime.SchemeBuilder
+	// AddToScheme adds the LayerSet types to a scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)
 
-// AddToScheme adds the LayerSet types to a scheme.
-var AddToScheme = SchemeBuilder.AddToScheme
+// register has AddToScheme add objects, types of GroupVersion, with the
+// group version's common meta types.
+func register(objects ...runtime.Object) {
+	SchemeBuilder.Register(func(s *runtime.Scheme) error {
+		s.AddKnownTypes(GroupVersion, objects...)
+		metav1.AddToGroupVersion(s, GroupVersion)
+		return nil
+	})
+}
 
 func init() {
-	SchemeBuilder.Register(&LayerSet{}, &LayerSetList{})
+	register(&LayerSet{}, &LayerSetList{})
 }
