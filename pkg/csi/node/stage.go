@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"io"
+	"os"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -107,14 +109,36 @@ func (n *Server) stage(ctx context.Context, req *csi.NodeStageVolumeRequest) err
 }
 
 // abandonStage records a staging that failed before anything was mounted.
-// The upper, if the store has one from an earlier staging, is kept; a
-// volume the store never held is forgotten.
+// An upper that holds writes of an earlier staging is kept; a volume with
+// nothing written (a first staging that failed after the store made its
+// directories) is removed with its directories and forgotten.
 func (n *Server) abandonStage(ctx context.Context, rec *volumeRecord) error {
-	if _, err := n.cfg.Store.Volume(rec.ID); errors.Is(err, layers.ErrVolumeNotFound) && len(rec.Targets) == 0 {
+	vol, err := n.cfg.Store.Volume(rec.ID)
+	switch {
+	case len(rec.Targets) > 0:
+	case errors.Is(err, layers.ErrVolumeNotFound):
+		return n.state.remove(rec)
+	case err != nil:
+		return err
+	case isEmpty(vol.UpperDir()):
+		if err := n.cfg.Store.Unmount(ctx, rec.ID, layers.RemoveUpper); err != nil && !errors.Is(err, layers.ErrVolumeNotFound) {
+			return err
+		}
 		return n.state.remove(rec)
 	}
 	rec.Phase, rec.MountPath = phaseUnstaged, ""
 	return n.state.save(rec)
+}
+
+// isEmpty reports whether dir is a directory with nothing in it.
+func isEmpty(dir string) bool {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	_, err = f.Readdirnames(1)
+	return errors.Is(err, io.EOF)
 }
 
 // NodeUnstageVolume unmounts a persistent volume from the staging path
