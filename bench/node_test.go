@@ -55,7 +55,11 @@ spec:
 `, ref)), 0o644))
 	sockDir, err := os.MkdirTemp("", "lsb")
 	must(b, err)
-	b.Cleanup(func() { os.RemoveAll(sockDir) })
+	b.Cleanup(func() {
+		if err := os.RemoveAll(sockDir); err != nil {
+			b.Error(err)
+		}
+	})
 	sock := filepath.Join(sockDir, "csi.sock")
 	p := &plugin{root: filepath.Join(work, "root"), dir: filepath.Join(work, "targets")}
 	must(b, os.Mkdir(p.dir, 0o755))
@@ -73,7 +77,11 @@ spec:
 	})
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	must(b, err)
-	b.Cleanup(func() { conn.Close() })
+	b.Cleanup(func() {
+		if err := conn.Close(); err != nil {
+			b.Error(err)
+		}
+	})
 	p.client = csi.NewNodeClient(conn)
 	return p
 }

@@ -254,8 +254,12 @@ func (c *cluster) record(t testing.TB, name string, d time.Duration) {
 		t.Errorf("timings file: %v", err)
 		return
 	}
-	defer f.Close()
-	fmt.Fprintf(f, "%-44s %8.2fs\n", name, d.Seconds())
+	if _, err := fmt.Fprintf(f, "%-44s %8.2fs\n", name, d.Seconds()); err != nil {
+		t.Errorf("timings file: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Errorf("timings file: %v", err)
+	}
 }
 
 // repoFile is the path of a file of the repository; tests run in e2e/.

@@ -143,7 +143,11 @@ func (c *cluster) blobPulls(t testing.TB, offset int64) map[string]int {
 	if err != nil {
 		t.Fatalf("registry log: %v", err)
 	}
-	defer f.Close()
+	defer func() {
+		if err := f.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	if _, err := f.Seek(offset, io.SeekStart); err != nil {
 		t.Fatal(err)
 	}

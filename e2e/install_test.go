@@ -209,7 +209,9 @@ func testInstall(t *testing.T, c *cluster) {
 		t.Fatalf("node plugin health endpoint: %v", err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	if err := resp.Body.Close(); err != nil {
+		t.Error(err)
+	}
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("GET %s: %s %s", url, resp.Status, body)
 	}

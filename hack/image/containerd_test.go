@@ -123,7 +123,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		if err := cmd.Process.Signal(syscall.SIGTERM); err == nil {
-			<-exited
+			if err := <-exited; err != nil {
+				t.Logf("containerd exited: %v", err)
+			}
 		}
 		unmountBelow(t, dir)
 		if t.Failed() {

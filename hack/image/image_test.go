@@ -88,7 +88,11 @@ func layerEntries(t *testing.T, img v1.Image) []tarEntry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rc.Close()
+	defer func() {
+		if err := rc.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	var out []tarEntry
 	tr := tar.NewReader(rc)
 	for {
@@ -145,7 +149,7 @@ func TestRunWritesLoadableImages(t *testing.T) {
 			if cf.Config.User != "" {
 				t.Errorf("user %q, want none: the node plugin runs as root, the chart sets the controller's", cf.Config.User)
 			}
-			if !cf.Created.Time.Equal(created) {
+			if !cf.Created.Equal(created) {
 				t.Errorf("created %v, want %v", cf.Created.Time, created)
 			}
 			wantLabels := map[string]string{
@@ -258,7 +262,9 @@ func checkDigests(t *testing.T, img v1.Image) {
 				t.Fatal(err)
 			}
 			got, _, err := v1.SHA256(rc)
-			rc.Close()
+			if cerr := rc.Close(); err == nil {
+				err = cerr
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -272,6 +272,8 @@ func TestWriteLayoutTags(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rc.Close()
+		if err := rc.Close(); err != nil {
+			t.Error(err)
+		}
 	}
 }

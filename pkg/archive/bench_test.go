@@ -5,6 +5,7 @@ package archive
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -74,17 +75,17 @@ func benchmarkAgainstTar(b *testing.B, gz bool) {
 	b.ReportMetric(ours.Seconds()/gnu.Seconds(), "x-gnutar")
 }
 
-func applyFile(dst, blob string) error {
+func applyFile(dst, blob string) (err error) {
 	f, err := os.Open(blob)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { err = errors.Join(err, f.Close()) }()
 	r, err := Decompress(f)
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer func() { err = errors.Join(err, r.Close()) }()
 	_, err = Apply(context.Background(), dst, r, Options{})
 	return err
 }

@@ -16,7 +16,9 @@ func gzipped(t *testing.T, parts ...[]byte) []byte {
 	var b bytes.Buffer
 	for _, p := range parts { // several parts make a multi-member stream
 		zw := gzip.NewWriter(&b)
-		zw.Write(p)
+		if _, err := zw.Write(p); err != nil {
+			t.Fatal(err)
+		}
 		if err := zw.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -31,7 +33,9 @@ func zstded(t *testing.T, p []byte, opts ...zstd.EOption) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	zw.Write(p)
+	if _, err := zw.Write(p); err != nil {
+		t.Fatal(err)
+	}
 	if err := zw.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +67,7 @@ func TestDecompress(t *testing.T) {
 			r, err := Decompress(bytes.NewReader(tc.in))
 			if tc.openErr {
 				if err == nil {
-					r.Close()
+					_ = r.Close()
 					t.Fatal("Decompress succeeded, want an error")
 				}
 				return
@@ -71,7 +75,12 @@ func TestDecompress(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Decompress: %v", err)
 			}
-			defer r.Close()
+			defer func() {
+				// After a failed read, gzip's Close returns that error again.
+				if err := r.Close(); err != nil && tc.readErr == nil {
+					t.Error(err)
+				}
+			}()
 			got, err := io.ReadAll(r)
 			if tc.readErr != nil {
 				if !errors.Is(err, tc.readErr) {

@@ -190,7 +190,9 @@ func TestCluster(t *testing.T) {
 				t.Fatalf("opening chain[%d]: %v", i, err)
 			}
 			n, err := io.Copy(io.Discard, rc)
-			rc.Close()
+			if cerr := rc.Close(); err == nil {
+				err = cerr
+			}
 			if err != nil || n != l.Size {
 				t.Errorf("reading chain[%d]: %d bytes, %v; want %d", i, n, err, l.Size)
 			}

@@ -86,7 +86,11 @@ func newTestDir(t *testing.T, reg *testRegistry, docs map[string]string) (*Dir, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.Close() })
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	return d, dir
 }
 
@@ -145,7 +149,9 @@ func TestDirResolve(t *testing.T) {
 func TestDirRereadsWithoutWatch(t *testing.T) {
 	reg := newTestRegistry(t)
 	d, dir := newTestDir(t, reg, map[string]string{"base.yaml": layerSetDoc("base", fmt.Sprintf("{image: %q}", reg.Host+"/base:v1"))})
-	d.Close() // stops the watch
+	if err := d.Close(); err != nil { // stops the watch
+		t.Fatal(err)
+	}
 	d.mu.Lock()
 	watching := d.watching
 	d.mu.Unlock()

@@ -39,8 +39,10 @@ func get(t *testing.T, url string) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
+	if cerr := resp.Body.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,8 +100,16 @@ func TestHealthzAbandonsHungCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(l)
-	defer srv.Close()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	defer func() {
+		if err := srv.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
 
 	code, body := get(t, "http://"+l.Addr().String()+"/healthz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "health check 2 of 2 did not answer") {
@@ -142,7 +152,7 @@ func TestServeStopsWithContext(t *testing.T) {
 		t.Fatalf("ServeListener: %v, want nil", err)
 	}
 	if conn, err := net.Dial("tcp", addr); err == nil {
-		conn.Close()
+		_ = conn.Close() // the test has failed already
 		t.Errorf("%s still accepts connections after shutdown", addr)
 	}
 }

@@ -29,7 +29,11 @@ func socketDir(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Error(err)
+		}
+	})
 	return dir
 }
 
@@ -42,8 +46,14 @@ func serveIdentity(t *testing.T, ready *wrapperspb.BoolValue) string {
 	}
 	srv := grpc.NewServer()
 	csi.RegisterIdentityServer(srv, identity{ready: ready})
-	go srv.Serve(l)
-	t.Cleanup(srv.Stop)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		srv.Stop()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
 	return sock
 }
 

@@ -3,6 +3,7 @@ package layers
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -163,8 +164,9 @@ func BenchmarkImport(b *testing.B) {
 		}
 		base += time.Since(start)
 		b.StopTimer()
-		os.RemoveAll(root)
-		os.RemoveAll(tarDir)
+		if err := errors.Join(os.RemoveAll(root), os.RemoveAll(tarDir)); err != nil {
+			b.Fatal(err)
+		}
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(ours)/float64(base), "x-tar")

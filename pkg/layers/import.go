@@ -122,9 +122,11 @@ func (s *Store) extract(ctx context.Context, staging string, l source.Layer) (me
 	if err != nil {
 		return meta, err
 	}
+	// The readers' closes are checked on success only: after a failed read
+	// they report nothing new (gzip's returns the read error again).
 	defer func() {
-		if cerr := blob.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("close blob %s: %w", l.Digest, cerr))
+		if cerr := blob.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close blob %s: %w", l.Digest, cerr)
 		}
 	}()
 	tarStream, err := archive.Decompress(blob)
@@ -132,8 +134,8 @@ func (s *Store) extract(ctx context.Context, staging string, l source.Layer) (me
 		return meta, err
 	}
 	defer func() {
-		if cerr := tarStream.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("close decompressor of blob %s: %w", l.Digest, cerr))
+		if cerr := tarStream.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close decompressor of blob %s: %w", l.Digest, cerr)
 		}
 	}()
 

@@ -24,7 +24,11 @@ func shortDir(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Error(err)
+		}
+	})
 	return dir
 }
 
@@ -49,7 +53,14 @@ func start(t *testing.T, dir, endpoint string, versions []string) (callCtx conte
 		}
 		return err
 	}
-	t.Cleanup(func() { stop() })
+	t.Cleanup(func() {
+		if stopped {
+			return // the test had the error
+		}
+		if err := stop(); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
 	return callCtx, stop
 }
 
@@ -63,7 +74,11 @@ func client(t *testing.T, sock string) registerapi.RegistrationClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() {
+		if err := conn.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	return registerapi.NewRegistrationClient(conn)
 }
 
@@ -129,7 +144,9 @@ func TestSocketOwnership(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale.(*net.UnixListener).SetUnlinkOnClose(false)
-	stale.Close()
+	if err := stale.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	ctx, stop := start(t, dir, "/run/csi.sock", nil)
 	if _, err := client(t, sock).GetInfo(ctx, &registerapi.InfoRequest{}); err != nil {
@@ -144,7 +161,11 @@ func TestSocketOwnership(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer successor.Close()
+	defer func() {
+		if err := successor.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

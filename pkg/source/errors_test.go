@@ -39,7 +39,7 @@ func TestClassify(t *testing.T) {
 			}
 			for _, s := range []error{ErrNotFound, ErrUnauthorized} {
 				if errors.Is(got, s) != (s == tc.want) {
-					t.Errorf("errors.Is(%v, %v) = %v", got, s, !(s == tc.want))
+					t.Errorf("errors.Is(%v, %v) = %v", got, s, s != tc.want)
 				}
 			}
 		})

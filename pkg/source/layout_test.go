@@ -139,7 +139,9 @@ func TestLayoutTampering(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = io.Copy(io.Discard, rc)
-	rc.Close()
+	if err := rc.Close(); err != nil {
+		t.Error(err)
+	}
 	if err == nil || !strings.Contains(err.Error(), digestOf(t, l).String()) {
 		t.Errorf("reading a tampered layout blob: %v, want a digest mismatch naming it", err)
 	}
@@ -149,7 +151,9 @@ func TestLayoutTampering(t *testing.T) {
 	}
 	rc, _ = got.Layers[0].Open(ctx)
 	_, err = io.Copy(io.Discard, rc)
-	rc.Close()
+	if err := rc.Close(); err != nil {
+		t.Error(err)
+	}
 	if err == nil || !strings.Contains(err.Error(), "ended after 3 bytes") {
 		t.Errorf("reading a truncated layout blob: %v", err)
 	}

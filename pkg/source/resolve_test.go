@@ -76,7 +76,9 @@ func checkLayers(t *testing.T, got *Image, want []v1.Layer) {
 			t.Fatalf("layer %d: %v", i, err)
 		}
 		b, err := io.ReadAll(rc)
-		rc.Close()
+		if cerr := rc.Close(); err == nil {
+			err = cerr
+		}
 		if err != nil {
 			t.Fatalf("layer %d: %v", i, err)
 		}
@@ -317,7 +319,9 @@ func TestOpenDetectsTamperedBlob(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = io.Copy(io.Discard, rc)
-		rc.Close()
+		if err := rc.Close(); err != nil {
+			t.Error(err)
+		}
 		if (err != nil) != wantErr {
 			t.Errorf("layer %d: read error %v, want error: %v", i, err, wantErr)
 		}
@@ -407,7 +411,9 @@ func TestOpenHonoursContext(t *testing.T) {
 	cancel()
 	if rc, err := img.Layers[0].Open(ctx); err == nil {
 		_, err = io.ReadAll(rc)
-		rc.Close()
+		if err := rc.Close(); err != nil {
+			t.Error(err)
+		}
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("read with a cancelled context: %v", err)
 		}

@@ -140,11 +140,15 @@ func start(t *testing.T, bin string, args ...string) {
 		_ = cmd.Process.Signal(os.Interrupt)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
+		var err error
 		select {
-		case <-done:
+		case err = <-done:
 		case <-time.After(20 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
+			err = <-done
+		}
+		if err != nil {
+			t.Logf("%s exited: %v", args[0], err)
 		}
 		if t.Failed() {
 			t.Logf("%s log:\n%s", args[0], tail(log.String(), 8000))

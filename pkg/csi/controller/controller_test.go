@@ -321,7 +321,11 @@ func TestControllerCreateVolumeChecksLayerSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cat.Close()
+	defer func() {
+		if err := cat.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	c := newTestController(t, t.TempDir(), cat)
 
 	tests := []struct {
@@ -663,7 +667,11 @@ func TestControllerOverSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Error(err)
+		}
+	})
 	c := newTestController(t, filepath.Join(dir, "state"), nil)
 	sock := filepath.Join(dir, "csi.sock")
 	lis, err := server.Listen("unix://" + sock)
@@ -683,7 +691,11 @@ func TestControllerOverSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() {
+		if err := conn.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 
 	caps, err := csi.NewIdentityClient(conn).GetPluginCapabilities(t.Context(), &csi.GetPluginCapabilitiesRequest{})
 	if err != nil {

@@ -52,7 +52,11 @@ func TestListenStaleSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
+	defer func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Error(err)
+		}
+	}()
 	sock := filepath.Join(dir, "sub", "csi.sock")
 
 	lis, err := Listen(sock)
@@ -64,12 +68,16 @@ func TestListenStaleSocket(t *testing.T) {
 	}
 	// A socket its process left behind (as after kill -9): unlink off.
 	lis.(*net.UnixListener).SetUnlinkOnClose(false)
-	lis.Close()
+	if err := lis.Close(); err != nil {
+		t.Fatal(err)
+	}
 	lis, err = Listen(sock)
 	if err != nil {
 		t.Fatalf("stale socket not replaced: %v", err)
 	}
-	lis.Close()
+	if err := lis.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	file := filepath.Join(dir, "file")
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
@@ -85,7 +93,11 @@ func TestServeIdentityAndMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
+	defer func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Error(err)
+		}
+	}()
 	sock := filepath.Join(dir, "csi.sock")
 	lis, err := Listen(sock)
 	if err != nil {
@@ -105,7 +117,11 @@ func TestServeIdentityAndMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() {
+		if err := conn.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	id := csi.NewIdentityClient(conn)
 	info, err := id.GetPluginInfo(context.Background(), &csi.GetPluginInfoRequest{}, grpc.WaitForReady(true))
 	if err != nil || info.Name != "test.layerset.io" || info.VendorVersion != "v9" {
