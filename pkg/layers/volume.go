@@ -229,7 +229,7 @@ func (s *Store) createVolume(name string, vol *Volume, chain []string, init []In
 	}
 	defer func() {
 		if err != nil {
-			sk.discard()
+			err = errors.Join(err, sk.discard())
 		}
 	}()
 	if err := writeInitFiles(filepath.Join(sk.init, diffName), init, sk.initFiles); err != nil {
@@ -241,13 +241,11 @@ func (s *Store) createVolume(name string, vol *Volume, chain []string, init []In
 	}
 	volID, err := s.reserveLinkPreferring(name, sk.volLink)
 	if err != nil {
-		os.Remove(s.path(linkDir, initID))
-		return nil, err
+		return nil, errors.Join(err, s.unreserveLink(initID))
 	}
 	defer func() {
 		if err != nil {
-			os.Remove(s.path(linkDir, initID))
-			os.Remove(s.path(linkDir, volID))
+			err = errors.Join(err, s.unreserveLink(initID), s.unreserveLink(volID))
 		}
 	}()
 	lowers = append([]string{filepath.Join(linkDir, initID)}, chain...)
@@ -273,8 +271,7 @@ func (s *Store) createVolume(name string, vol *Volume, chain []string, init []In
 		return nil, err
 	}
 	if err = os.Rename(sk.vol, s.path(name)); err != nil {
-		s.removeAll(context.Background(), s.path(name+initSuffix))
-		return nil, err
+		return nil, errors.Join(err, s.removeAll(context.Background(), s.path(name+initSuffix)))
 	}
 	return lowers, nil
 }
@@ -319,8 +316,7 @@ func (s *Store) stageDir(name string, subs ...string) (string, error) {
 	}
 	for _, sub := range subs {
 		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
-			os.RemoveAll(dir)
-			return "", err
+			return "", errors.Join(err, os.RemoveAll(dir))
 		}
 	}
 	return dir, nil
@@ -434,8 +430,10 @@ func isEmptyDir(dir string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	defer f.Close()
 	names, err := f.Readdirnames(1)
+	if cerr := f.Close(); cerr != nil {
+		return false, cerr
+	}
 	if len(names) > 0 {
 		return false, nil
 	}

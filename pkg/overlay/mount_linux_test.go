@@ -553,7 +553,9 @@ func TestUnmount(t *testing.T) {
 		t.Errorf("Unmount with an open file = %v, want EBUSY naming %s", err, dst)
 	}
 	assertMounted(t, dst, true)
-	f.Close()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err := Unmount(ctx, dst); err != nil {
 		t.Fatal(err)
 	}

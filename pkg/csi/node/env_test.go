@@ -157,7 +157,7 @@ func newEnv(t *testing.T, reg *registry) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cat.Close() })
+	t.Cleanup(func() { check(t, cat.Close()) })
 	e.node, err = New(ctx, Config{NodeID: testNode, StateDir: filepath.Join(e.root, "csi"), Store: e.store, Catalog: cat})
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +166,7 @@ func newEnv(t *testing.T, reg *registry) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	t.Cleanup(func() { check(t, os.RemoveAll(sockDir)) })
 	e.sock = filepath.Join(sockDir, "csi.sock")
 	lis, err := server.Listen("unix://" + e.sock)
 	if err != nil {
@@ -190,7 +190,7 @@ func dial(t *testing.T, sock string) *grpc.ClientConn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() { check(t, conn.Close()) })
 	return conn
 }
 
@@ -246,7 +246,7 @@ func mountsUnder(t testing.TB, dirs ...string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { check(t, f.Close()) }()
 	var out []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -331,4 +331,12 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// check reports a cleanup's error.
+func check(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Error(err)
+	}
 }

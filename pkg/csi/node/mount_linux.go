@@ -106,8 +106,10 @@ func (n *Server) checkTarget(field, path string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
 	names, err := f.Readdirnames(1)
+	if cerr := f.Close(); cerr != nil {
+		return cerr
+	}
 	if errors.Is(err, io.EOF) || (err == nil && len(names) == 0) {
 		return nil
 	}

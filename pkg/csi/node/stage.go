@@ -136,9 +136,8 @@ func isEmpty(dir string) bool {
 	if err != nil {
 		return false
 	}
-	defer f.Close()
 	_, err = f.Readdirnames(1)
-	return errors.Is(err, io.EOF)
+	return f.Close() == nil && errors.Is(err, io.EOF)
 }
 
 // NodeUnstageVolume unmounts a persistent volume from the staging path
