@@ -64,7 +64,7 @@ func newNodeCommand() *cobra.Command {
 	fs.StringVar(&f.stateDir, "state-dir", "", "where per-volume records live (default: ROOT/csi)")
 	fs.StringVar(&f.layerSets, "layersets", "", "standalone mode: folder of LayerSet YAML files instead of the Kubernetes API")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "cluster mode: kubeconfig file (default: the pod's service account)")
-	fs.StringVar(&f.cacheMaxBytes, "cache-max-bytes", "0", "cluster mode: keep the layer cache under this size (e.g. 50Gi), removing unused layers least recently used first; 0 means no limit")
+	fs.StringVar(&f.cacheMaxBytes, "cache-max-bytes", "0", "cluster mode: keep the layer cache under this size (e.g. 50Gi), removing unused layers least recently used first, and refusing to import a larger layer; 0 means no limit")
 	fs.StringVar(&f.metricsAddress, "metrics-address", "", "host:port serving /metrics, e.g. :9808 (default: none)")
 	fs.StringVar(&f.healthAddress, "health-address", "", "host:port serving /healthz, e.g. :9809 (default: none)")
 	fs.StringVar(&f.registrationDir, "registration-dir", "", "kubelet's plugin registration folder, e.g. /registration; when set, the plugin registers itself with kubelet")
@@ -80,6 +80,7 @@ func runNode(ctx context.Context, f nodeFlags) error {
 	if err != nil {
 		return fmt.Errorf("--cache-max-bytes %q: %w (use bytes or a quantity such as 50Gi)", f.cacheMaxBytes, err)
 	}
+	f.store.maxLayerBytes = budget.Value() // a larger layer never fits the cache
 	if f.nodeID == "" {
 		host, err := os.Hostname()
 		if err != nil {

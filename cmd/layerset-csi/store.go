@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/layerset/layerset-csi/pkg/compose"
 	"github.com/layerset/layerset-csi/pkg/layers"
@@ -18,6 +20,10 @@ type storeFlags struct {
 	insecure  []string
 	mountMode string
 	parallel  int
+	reserve   string
+	// maxLayerBytes bounds one layer's import; the node sets it to its
+	// cache budget (--cache-max-bytes), which no larger layer fits.
+	maxLayerBytes int64
 }
 
 func (f *storeFlags) register(fs *pflag.FlagSet) {
@@ -25,6 +31,8 @@ func (f *storeFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.insecure, "insecure-registry", nil, "registry host[:port] that may be reached over plain HTTP (repeatable)")
 	fs.StringVar(&f.mountMode, "mount-mode", "auto", "how to mount overlayfs: auto, fsconfig (lowerdir+, Linux 6.8+) or legacy (mount(2))")
 	fs.IntVar(&f.parallel, "parallel", 4, "layers of one chain downloaded and extracted at once")
+	fs.StringVar(&f.reserve, "free-space-reserve", "", "space layer imports leave free on the filesystem of --root, e.g. 10Gi; "+
+		"a layer that would leave less is refused (default: 5% of the filesystem, at most 1Gi; 0 means none)")
 }
 
 func (f *storeFlags) sourceOptions() source.Options {
@@ -47,5 +55,27 @@ func (f *storeFlags) open(ctx context.Context) (*layers.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return layers.Open(ctx, layers.Options{Root: root, Parallel: f.parallel, MountMode: mode})
+	reserve, err := f.freeSpaceReserve()
+	if err != nil {
+		return nil, err
+	}
+	return layers.Open(ctx, layers.Options{
+		Root: root, Parallel: f.parallel, MountMode: mode, MaxLayerBytes: f.maxLayerBytes, FreeSpaceReserve: reserve,
+	})
+}
+
+// freeSpaceReserve is --free-space-reserve as layers.Options takes it: zero
+// for the default, negative for none.
+func (f *storeFlags) freeSpaceReserve() (int64, error) {
+	if f.reserve == "" {
+		return 0, nil
+	}
+	q, err := resource.ParseQuantity(f.reserve)
+	if err != nil || q.Sign() < 0 {
+		return 0, fmt.Errorf("--free-space-reserve %q: want bytes or a quantity such as 10Gi, 0 for none", f.reserve)
+	}
+	if q.IsZero() {
+		return -1, nil
+	}
+	return q.Value(), nil
 }

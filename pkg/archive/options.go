@@ -56,6 +56,10 @@ type Stats struct {
 	Bytes     int64 // regular file content written
 }
 
+// WithDefaults returns o with every zero limit replaced by its default, the
+// limits Apply enforces; an error if a limit is negative.
+func (o Options) WithDefaults() (Options, error) { return o.withDefaults() }
+
 func (o Options) withDefaults() (Options, error) {
 	if o.MaxEntries < 0 || o.MaxFileSize < 0 || o.MaxTotalSize < 0 {
 		return o, fmt.Errorf("archive: negative limit in options (MaxEntries %d, MaxFileSize %d, MaxTotalSize %d)",

@@ -118,6 +118,17 @@ func (s *Store) extract(ctx context.Context, staging string, l source.Layer) (me
 	if err := os.Mkdir(diff, 0o755); err != nil {
 		return meta, err
 	}
+	b, err := s.newBudget()
+	if err != nil {
+		return meta, err
+	}
+	opts, ours, err := b.archiveOptions(s.opts.Archive)
+	if err != nil {
+		return meta, err
+	}
+	if lim, _ := b.limit(); lim <= 0 {
+		return meta, b.exceeded(nil) // no room for even the tar end marker
+	}
 	blob, err := l.Open(ctx)
 	if err != nil {
 		return meta, err
@@ -129,9 +140,12 @@ func (s *Store) extract(ctx context.Context, staging string, l source.Layer) (me
 			err = fmt.Errorf("close blob %s: %w", l.Digest, cerr)
 		}
 	}()
-	tarStream, err := archive.Decompress(blob)
+	// The readers record their errors, to tell the blob's fault from the
+	// decompressor's, and the budget counts what the extractor is handed.
+	compressed := &errReader{r: blob}
+	tarStream, err := archive.Decompress(compressed)
 	if err != nil {
-		return meta, err
+		return meta, classifyInvalid(err, l, compressed)
 	}
 	defer func() {
 		if cerr := tarStream.Close(); cerr != nil && err == nil {
@@ -140,17 +154,19 @@ func (s *Store) extract(ctx context.Context, staging string, l source.Layer) (me
 	}()
 
 	h := sha256.New()
-	stats, err := archive.Apply(ctx, diff, io.TeeReader(tarStream, h), s.opts.Archive)
+	uncompressed := &errReader{r: tarStream}
+	counted := &budgetReader{r: io.TeeReader(uncompressed, h), b: b}
+	stats, err := archive.Apply(ctx, diff, counted, opts)
 	if err != nil {
-		return meta, err
+		return meta, classifyExtract(err, l, compressed, uncompressed, counted, stats, opts, ours)
 	}
 	// Drain what the decompressor left and the compressed stream itself:
 	// both digests are only checked at EOF.
-	if _, err := io.Copy(h, tarStream); err != nil {
-		return meta, err
+	if _, err := io.Copy(io.Discard, counted); err != nil { // counted hashes it
+		return meta, classifyExtract(err, l, compressed, uncompressed, counted, stats, opts, ours)
 	}
-	if _, err := io.Copy(io.Discard, blob); err != nil {
-		return meta, fmt.Errorf("%w: blob %s: %w", ErrDigestMismatch, l.Digest, err)
+	if _, err := io.Copy(io.Discard, compressed); err != nil {
+		return meta, classifyExtract(err, l, compressed, uncompressed, counted, stats, opts, ours)
 	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != l.DiffID.String() {
 		return meta, fmt.Errorf("%w: uncompressed content is %s, the image config says %s", ErrDigestMismatch, got, l.DiffID)

@@ -45,6 +45,20 @@ type Options struct {
 	MountMode overlay.Mode
 	// Archive bounds what a layer tarball may contain.
 	Archive archive.Options
+	// MaxLayerBytes bounds what importing one layer may write, counted as
+	// its uncompressed tar stream (file data plus each entry's 512-byte
+	// header and padding): the node sets it to its cache budget, which a
+	// larger layer could never fit. An import stops as soon as it is
+	// crossed and fails with ErrLayerTooLarge. Zero (or less) means only
+	// free space bounds a layer.
+	MaxLayerBytes int64
+	// FreeSpaceReserve is the space imports leave free on the store's
+	// filesystem: a layer is refused (ErrLayerTooLarge) once writing it
+	// would leave less. Free space is measured when an import starts and
+	// again as it writes. Zero means DefaultReservePercent (5) percent of
+	// the filesystem's size, at most DefaultMaxReserve (1 GiB); negative
+	// means no reserve.
+	FreeSpaceReserve int64
 	// NoSync skips the syncfs(2) that makes an imported layer durable before
 	// it becomes visible. Only for benchmarks and throwaway stores.
 	NoSync bool

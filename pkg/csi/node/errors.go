@@ -6,14 +6,35 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/layerset/layerset-csi/pkg/archive"
 	"github.com/layerset/layerset-csi/pkg/assemble"
 	"github.com/layerset/layerset-csi/pkg/csi/rpc"
 	"github.com/layerset/layerset-csi/pkg/layers"
 	"github.com/layerset/layerset-csi/pkg/overlay"
 )
 
+// badLayer are the errors of a layer the user has to fix in the image:
+// hostile or broken entries the extractor refuses, content that is not what
+// its digest says, a blob that is no compressed tar.
+var badLayer = []error{
+	layers.ErrDigestMismatch, layers.ErrCorruptLayer,
+	archive.ErrInvalidName, archive.ErrInvalidHeader, archive.ErrUnsafePath,
+	archive.ErrLinkTarget, archive.ErrOverlayXattr, archive.ErrLimit,
+}
+
 // classifyStore tells the codes of the layer store's errors.
 func classifyStore(err error) (codes.Code, bool) {
+	// Before the archive's limits: a layer over the node's budget wraps
+	// the archive's refusal too, but is the node's resource, not the
+	// image's fault.
+	if errors.Is(err, layers.ErrLayerTooLarge) {
+		return codes.ResourceExhausted, true
+	}
+	for _, e := range badLayer {
+		if errors.Is(err, e) {
+			return codes.FailedPrecondition, true
+		}
+	}
 	switch {
 	case errors.Is(err, layers.ErrVolumeNotFound):
 		return codes.NotFound, true
@@ -23,7 +44,7 @@ func classifyStore(err error) (codes.Code, bool) {
 		return codes.InvalidArgument, true
 	case errors.Is(err, layers.ErrLayerMissing):
 		return codes.Unavailable, true // collected meanwhile; the retry imports it again
-	case errors.Is(err, layers.ErrTooManyLayers), errors.Is(err, layers.ErrDigestMismatch), errors.Is(err, layers.ErrInvalid):
+	case errors.Is(err, layers.ErrTooManyLayers), errors.Is(err, layers.ErrInvalid):
 		return codes.FailedPrecondition, true
 	}
 	return codes.OK, false
