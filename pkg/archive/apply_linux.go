@@ -237,7 +237,7 @@ func (a *applier) skip(rawName, name, reason string) {
 func (a *applier) skipReplacing(rawName, name, reason string) error {
 	a.skip(rawName, name, reason)
 	dir, base := splitName(name)
-	parent, err := a.parentDir(dir, false)
+	parent, err := a.parentDir(dir, existingDirs)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

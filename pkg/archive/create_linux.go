@@ -15,7 +15,7 @@ import (
 
 func (a *applier) regular(name string, hdr *tar.Header, own owner, xattrs []xattr, tr io.Reader) error {
 	dir, base := splitName(name)
-	parent, err := a.parentDir(dir, true)
+	parent, err := a.parentDir(dir, makeDirs)
 	if err != nil {
 		return err
 	}
@@ -102,7 +102,7 @@ func writeAll(fd int, p []byte) error {
 
 func (a *applier) directory(name string, hdr *tar.Header, own owner, xattrs []xattr) error {
 	dir, base := splitName(name)
-	parent, err := a.parentDir(dir, true)
+	parent, err := a.parentDir(dir, makeDirs)
 	if err != nil {
 		return err
 	}
@@ -197,7 +197,7 @@ func (a *applier) setDirXattrs(parentfd int, base string, xattrs []xattr, opaque
 
 func (a *applier) symlink(name string, hdr *tar.Header, own owner, xattrs []xattr) error {
 	dir, base := splitName(name)
-	parent, err := a.parentDir(dir, true)
+	parent, err := a.parentDir(dir, makeDirs)
 	if err != nil {
 		return err
 	}
@@ -241,7 +241,7 @@ func (a *applier) hardlink(name string, hdr *tar.Header) error {
 		return fmt.Errorf("hardlink to the layer root: %w", ErrLinkTarget)
 	}
 	tdir, tbase := splitName(target)
-	tfd, err := a.openDir(tdir, false)
+	tfd, err := a.openDir(tdir, existingDirs)
 	if err != nil {
 		return fmt.Errorf("hardlink target %q: %w: %w", hdr.Linkname, err, ErrLinkTarget)
 	}
@@ -257,7 +257,7 @@ func (a *applier) hardlink(name string, hdr *tar.Header) error {
 	}
 
 	dir, base := splitName(name)
-	parent, err := a.parentDir(dir, true)
+	parent, err := a.parentDir(dir, makeDirs)
 	if err != nil {
 		return err
 	}

@@ -65,7 +65,7 @@ func (a *applier) applyDirTimes() error {
 			continue
 		}
 		dir, base := splitName(name)
-		parent, err := a.parentDir(dir, false)
+		parent, err := a.parentDir(dir, existingDirs)
 		if err != nil {
 			return err
 		}

@@ -12,6 +12,15 @@ import (
 
 const dirFlags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
 
+// dirCreation says whether opening a layer directory makes the missing
+// ones on the way.
+type dirCreation int
+
+const (
+	existingDirs dirCreation = iota
+	makeDirs
+)
+
 // implicitDirMode is the mode of parent directories a layer uses without
 // listing them, as GNU tar and moby create them.
 const implicitDirMode = 0o755
@@ -29,7 +38,7 @@ type dirHandle struct {
 // The cache can't go stale: a directory is removed, or its owner and mode
 // changed, only by its own entry, whose parent is then the cached one (the
 // root, which has no parent, drops the cache in rootDir).
-func (a *applier) parentDir(name string, create bool) (*dirHandle, error) {
+func (a *applier) parentDir(name string, create dirCreation) (*dirHandle, error) {
 	if a.cur.fd >= 0 && a.cur.name == name {
 		return &a.cur, nil
 	}
@@ -63,7 +72,7 @@ func (a *applier) closeCur() {
 // through a link its own earlier entry made (a/ -> b/, then a/x). A tar
 // applier must refuse that, as the kernel's RESOLVE_NO_SYMLINKS does in
 // one call; the walk below is its fallback where openat2 is missing.
-func (a *applier) openDir(name string, create bool) (int, error) {
+func (a *applier) openDir(name string, create dirCreation) (int, error) {
 	if !a.noOpenat2 {
 		fd, err := unix.Openat2(a.root, name, &unix.OpenHow{
 			Flags:   dirFlags,
@@ -74,7 +83,7 @@ func (a *applier) openDir(name string, create bool) (int, error) {
 			return fd, nil
 		case err == unix.ENOSYS || err == unix.EPERM: // old kernel, or seccomp
 			a.noOpenat2 = true
-		case err == unix.ENOENT && !create:
+		case err == unix.ENOENT && create == existingDirs:
 			return -1, fmt.Errorf("directory %q: %w", name, os.ErrNotExist)
 		}
 		// Anything else (missing components to create, a symlink or file
@@ -85,7 +94,7 @@ func (a *applier) openDir(name string, create bool) (int, error) {
 
 // walkDir opens name one component at a time with O_NOFOLLOW, which is what
 // openat2's RESOLVE_NO_SYMLINKS does in one call.
-func (a *applier) walkDir(name string, create bool) (int, error) {
+func (a *applier) walkDir(name string, create dirCreation) (int, error) {
 	fd, err := unix.Openat(a.root, rootName, dirFlags, 0)
 	if err != nil {
 		return -1, fmt.Errorf("opening layer root: %w", err)
@@ -99,7 +108,7 @@ func (a *applier) walkDir(name string, create bool) (int, error) {
 			return -1, fmt.Errorf("directory %q: component %q: %w", name, comp, ErrInvalidName)
 		}
 		next, err := openat(fd, comp, dirFlags, 0)
-		if err == unix.ENOENT && create {
+		if err == unix.ENOENT && create == makeDirs {
 			next, err = a.mkdirImplicit(fd, comp)
 		}
 		if err != nil {

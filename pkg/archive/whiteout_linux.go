@@ -11,7 +11,7 @@ import (
 func (a *applier) whiteout(target string) error {
 	a.stats.Whiteouts++
 	dir, base := splitName(target)
-	parent, err := a.parentDir(dir, true)
+	parent, err := a.parentDir(dir, makeDirs)
 	if err != nil {
 		return err
 	}
@@ -39,7 +39,7 @@ func (a *applier) whiteout(target string) error {
 // layer does not list it).
 func (a *applier) opaque(dir string) error {
 	a.stats.Opaques++
-	d, err := a.parentDir(dir, true)
+	d, err := a.parentDir(dir, makeDirs)
 	if err != nil {
 		return err
 	}

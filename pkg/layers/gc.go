@@ -58,7 +58,7 @@ func (s *Store) layerUsers() (map[string]int, error) {
 // what it was asked to prefetch); spare may be nil.
 func (s *Store) GC(ctx context.Context, maxBytes int64, spare func(Layer) bool) (GCResult, error) {
 	var res GCResult
-	unlock, err := s.lock(true)
+	unlock, err := s.lock(exclusive)
 	if err != nil {
 		return res, err
 	}

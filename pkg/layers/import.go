@@ -77,7 +77,7 @@ func (s *Store) importLayer(ctx context.Context, l source.Layer) error {
 // fetchLayer downloads, verifies and extracts one layer into staging and
 // renames it into place.
 func (s *Store) fetchLayer(ctx context.Context, name string, l source.Layer) error {
-	unlock, err := s.lock(false)
+	unlock, err := s.lock(shared)
 	if err != nil {
 		return err
 	}

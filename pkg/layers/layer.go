@@ -169,7 +169,7 @@ func (s *Store) touch(name string) error {
 // Layers lists the stored layers with their users: volumes, mounted or
 // persistent, whose lower chain names them.
 func (s *Store) Layers(ctx context.Context) ([]Layer, error) {
-	unlock, err := s.lock(false)
+	unlock, err := s.lock(shared)
 	if err != nil {
 		return nil, err
 	}

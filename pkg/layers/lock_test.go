@@ -17,13 +17,13 @@ func TestLockSharedAcrossHolders(t *testing.T) {
 	b, err := Open(context.Background(), Options{Root: filepath.Dir(a.dir), NoSync: true})
 	mustDo(t, err)
 
-	first, err := a.lock(false)
+	first, err := a.lock(shared)
 	mustDo(t, err)
-	second, err := a.lock(false)
+	second, err := a.lock(shared)
 	mustDo(t, err)
 	got := make(chan func(), 1)
 	go func() {
-		unlock, err := b.lock(true)
+		unlock, err := b.lock(exclusive)
 		if err != nil {
 			t.Error(err)
 			close(got)
@@ -45,20 +45,20 @@ func TestLockSharedAcrossHolders(t *testing.T) {
 			return
 		}
 		// And the other way round: this store waits for the other.
-		shared := make(chan struct{})
+		locked := make(chan struct{})
 		go func() {
-			if u, err := a.lock(false); err == nil {
+			if u, err := a.lock(shared); err == nil {
 				u()
 			}
-			close(shared)
+			close(locked)
 		}()
 		select {
-		case <-shared:
+		case <-locked:
 			t.Fatal("a shared lock was granted while the other store held it exclusively")
 		case <-time.After(100 * time.Millisecond):
 		}
 		unlock()
-		<-shared
+		<-locked
 	case <-time.After(10 * time.Second):
 		t.Fatal("the exclusive lock was not granted after every shared holder released")
 	}

@@ -128,7 +128,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store lock: %w", err)
 	}
 	s.flockFile = lf
-	unlock, err := s.lock(true)
+	unlock, err := s.lock(exclusive)
 	if err != nil {
 		return nil, err
 	}
@@ -149,14 +149,22 @@ func (s *Store) path(elem ...string) string {
 	return filepath.Join(append([]string{s.dir}, elem...)...)
 }
 
+// lockMode says how the store lock is taken.
+type lockMode int
+
+const (
+	shared lockMode = iota
+	exclusive
+)
+
 // lock takes the store lock, shared for imports and mounts, exclusive for
 // garbage collection and repair, in this process and across processes.
 // Within the process mu does the ordering; the flock on .lock, which is
 // per open file, is taken shared by the first of this process's holders
 // and dropped by the last, so an operation costs no open(2) of its own.
-func (s *Store) lock(exclusive bool) (unlock func(), err error) {
+func (s *Store) lock(mode lockMode) (unlock func(), err error) {
 	fd := int(s.flockFile.Fd())
-	if exclusive {
+	if mode == exclusive {
 		s.mu.Lock()
 		if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
 			s.mu.Unlock()

@@ -93,7 +93,7 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 	if err := spec.validate(); err != nil {
 		return nil, err
 	}
-	unlock, err := s.lock(false)
+	unlock, err := s.lock(shared)
 	if err != nil {
 		return nil, err
 	}
@@ -336,7 +336,7 @@ const (
 // Unmount unmounts the volume from the target its record names, and with
 // RemoveUpper deletes its private directories.
 func (s *Store) Unmount(ctx context.Context, id string, upper Upper) error {
-	unlock, err := s.lock(false)
+	unlock, err := s.lock(shared)
 	if err != nil {
 		return err
 	}
