@@ -5,7 +5,7 @@
 //
 //   - A PersistentVolumeClaim of a StorageClass whose provisioner is the
 //     driver gets a PersistentVolume named pvc-<claim UID>, made from what
-//     the CSI CreateVolume of pkg/driver returns, with a claimRef to the
+//     the CSI CreateVolume of pkg/csi/controller returns, with a claimRef to the
 //     claim; kube-controller-manager's binder completes the binding.
 //   - With volumeBindingMode WaitForFirstConsumer it waits for the
 //     scheduler's volume.kubernetes.io/selected-node annotation; the node's

@@ -17,7 +17,7 @@ import (
 const DefaultTimeout = time.Minute
 
 // Controller creates and deletes volumes: the CSI controller service of
-// pkg/driver, called in process.
+// pkg/csi/controller, called in process.
 type Controller interface {
 	CreateVolume(context.Context, *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error)
 	DeleteVolume(context.Context, *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error)

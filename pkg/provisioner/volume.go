@@ -68,7 +68,7 @@ func writable(modes []corev1.PersistentVolumeAccessMode) bool {
 
 // accessMode maps an access mode of a claim to CSI's, as external-provisioner
 // does for a controller with the SINGLE_NODE_MULTI_WRITER capability,
-// which pkg/driver's has.
+// which pkg/csi/controller's has.
 func accessMode(m corev1.PersistentVolumeAccessMode) (csi.VolumeCapability_AccessMode_Mode, error) {
 	switch m {
 	case corev1.ReadWriteOnce:
