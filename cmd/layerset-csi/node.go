@@ -74,32 +74,39 @@ func newNodeCommand() *cobra.Command {
 	return cmd
 }
 
-func runNode(ctx context.Context, f nodeFlags) error {
-	log := klog.FromContext(ctx)
-	budget, err := resource.ParseQuantity(f.cacheMaxBytes)
+// complete fills in the defaults that depend on the machine and checks
+// what the flags say; it returns the socket path and the cache budget.
+func (f *nodeFlags) complete() (socket string, budget int64, err error) {
+	q, err := resource.ParseQuantity(f.cacheMaxBytes)
 	if err != nil {
-		return fmt.Errorf("--cache-max-bytes %q: %w (use bytes or a quantity such as 50Gi)", f.cacheMaxBytes, err)
+		return "", 0, fmt.Errorf("--cache-max-bytes %q: %w (use bytes or a quantity such as 50Gi)", f.cacheMaxBytes, err)
 	}
-	f.store.maxLayerBytes = budget.Value() // a larger layer never fits the cache
+	f.store.maxLayerBytes = q.Value() // a larger layer never fits the cache
 	if f.nodeID == "" {
 		host, err := os.Hostname()
 		if err != nil {
-			return fmt.Errorf("--node-id not given and the host name is unknown: %w", err)
+			return "", 0, fmt.Errorf("--node-id not given and the host name is unknown: %w", err)
 		}
 		f.nodeID = host
 	}
-	socket, err := server.ParseEndpoint(f.endpoint)
-	if err != nil {
-		return fmt.Errorf("--endpoint: %w", err)
+	if socket, err = server.ParseEndpoint(f.endpoint); err != nil {
+		return "", 0, fmt.Errorf("--endpoint: %w", err)
 	}
-	root, err := filepath.Abs(f.store.root)
+	if f.store.root, err = filepath.Abs(f.store.root); err != nil {
+		return "", 0, err
+	}
+	if f.stateDir == "" {
+		f.stateDir = filepath.Join(f.store.root, "csi")
+	}
+	return socket, q.Value(), nil
+}
+
+func runNode(ctx context.Context, f nodeFlags) error {
+	log := klog.FromContext(ctx)
+	socket, budget, err := f.complete()
 	if err != nil {
 		return err
 	}
-	if f.stateDir == "" {
-		f.stateDir = filepath.Join(root, "csi")
-	}
-
 	reg := newRegistry()
 
 	store, err := f.store.open(ctx)
@@ -152,12 +159,12 @@ func runNode(ctx context.Context, f nodeFlags) error {
 	if err != nil {
 		return err
 	}
-	log.Info("Serving CSI node", "endpoint", socket, "nodeID", f.nodeID, "root", root, "layerSets", f.layerSets, "version", version.Get())
+	log.Info("Serving CSI node", "endpoint", socket, "nodeID", f.nodeID, "root", f.store.root, "layerSets", f.layerSets, "version", version.Get())
 
 	g, ctx := errgroup.WithContext(ctx)
 	if mgr != nil {
 		err := nodeagent.Setup(mgr, nodeagent.Options{
-			NodeName: f.nodeID, Store: store, Catalog: cat, CacheMaxBytes: budget.Value(), Sweeper: node, DriverName: f.driverName,
+			NodeName: f.nodeID, Store: store, Catalog: cat, CacheMaxBytes: budget, Sweeper: node, DriverName: f.driverName,
 		})
 		if err != nil {
 			return err
