@@ -3,16 +3,27 @@ package compose
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
-	"text/template"
 
 	"github.com/layerset/layerset-csi/pkg/apis/layerset/v1alpha1"
 )
 
-// maxInitFileBytes bounds one rendered init file; init layers are for
-// configuration, not data.
-const maxInitFileBytes = 1 << 20
+const (
+	// maxInitFileBytes bounds one rendered init file; init layers are for
+	// configuration, not data.
+	maxInitFileBytes = 1 << 20
+	// maxInitTotalBytes bounds all init files of one volume, which are
+	// held in memory until written: sixteen files at the limit, or
+	// hundreds of ordinary configuration files.
+	maxInitTotalBytes = 16 << 20
+	// maxInitFiles bounds the init files of one volume; it is the
+	// LayerSet CRD's maxItems for init.files, so that LayerSets read from
+	// a folder or file, which skip the API server's validation, are held
+	// to the same limit.
+	maxInitFiles = 256
+)
 
 // PodInfo is what init templates can refer to.
 type PodInfo struct {
@@ -44,25 +55,38 @@ type RenderedFile struct {
 	Data []byte
 }
 
-// RenderInit produces the init files of one volume.
+// RenderInit produces the init files of one volume. Their number and
+// total size are bounded (maxInitFiles, maxInitTotalBytes), as is the work
+// of their templates (see template.go), and ctx is honoured between files
+// and while a template runs.
 func RenderInit(ctx context.Context, init *v1alpha1.InitLayer, pod PodInfo, keys KeyReader) ([]RenderedFile, error) {
 	if init == nil {
 		return nil, nil
 	}
+	if err := checkInit(init); err != nil {
+		return nil, err
+	}
+	budget := newRenderBudget(ctx)
+	left := maxInitTotalBytes
 	out := make([]RenderedFile, 0, len(init.Files))
 	for i, f := range init.Files {
-		data, err := renderFile(ctx, f, pod, keys)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("init.files[%d] (%s): %w", i, f.Path, err)
+		}
+		data, err := renderFile(ctx, budget, f, pod, keys, left)
 		if err != nil {
 			return nil, fmt.Errorf("init.files[%d] (%s): %w", i, f.Path, err)
 		}
 		if len(data) > maxInitFileBytes {
 			return nil, fmt.Errorf("%w: init.files[%d] (%s) is %d bytes, over the %d byte limit", ErrInvalidSpec, i, f.Path, len(data), maxInitFileBytes)
 		}
+		if len(data) > left {
+			return nil, fmt.Errorf("%w: init.files[%d] (%s) brings the init files to %d bytes, over the %d byte limit for one volume",
+				ErrInvalidSpec, i, f.Path, maxInitTotalBytes-left+len(data), maxInitTotalBytes)
+		}
+		left -= len(data)
 		mode := os.FileMode(0o644)
 		if f.Mode != nil {
-			if *f.Mode < 0 || *f.Mode > 0o777 {
-				return nil, fmt.Errorf("%w: init.files[%d] (%s) mode %#o is not a permission mode", ErrInvalidSpec, i, f.Path, *f.Mode)
-			}
 			mode = os.FileMode(*f.Mode)
 		}
 		out = append(out, RenderedFile{Path: f.Path, Mode: mode, Data: data})
@@ -70,20 +94,61 @@ func RenderInit(ctx context.Context, init *v1alpha1.InitLayer, pod PodInfo, keys
 	return out, nil
 }
 
-func renderFile(ctx context.Context, f v1alpha1.InitFile, pod PodInfo, keys KeyReader) ([]byte, error) {
+// checkInit refuses, before anything is rendered or read, init layers over
+// the limits their spec alone shows: too many files, literal contents or
+// template texts too large, modes that are not permission bits.
+func checkInit(init *v1alpha1.InitLayer) error {
+	if len(init.Files) > maxInitFiles {
+		return fmt.Errorf("%w: init.files has %d files; one volume may have %d", ErrInvalidSpec, len(init.Files), maxInitFiles)
+	}
+	total := 0
+	for i, f := range init.Files {
+		var n int
+		switch {
+		case f.Content != nil:
+			n = len(*f.Content)
+			total += n
+		case f.Template != nil:
+			// Template text is not output, but a template larger than a
+			// file's limit is not configuration either.
+			n = len(*f.Template)
+		}
+		if n > maxInitFileBytes {
+			return fmt.Errorf("%w: init.files[%d] (%s) is %d bytes, over the %d byte limit", ErrInvalidSpec, i, f.Path, n, maxInitFileBytes)
+		}
+		if total > maxInitTotalBytes {
+			return fmt.Errorf("%w: the contents of init.files[0..%d] are %d bytes, over the %d byte limit for one volume",
+				ErrInvalidSpec, i, total, maxInitTotalBytes)
+		}
+		if f.Mode != nil && (*f.Mode < 0 || *f.Mode > 0o777) {
+			return fmt.Errorf("%w: init.files[%d] (%s) mode %#o is not a permission mode", ErrInvalidSpec, i, f.Path, *f.Mode)
+		}
+	}
+	return nil
+}
+
+// renderFile produces one init file; left is what the volume's init files
+// may still add.
+func renderFile(ctx context.Context, budget *renderBudget, f v1alpha1.InitFile, pod PodInfo, keys KeyReader, left int) ([]byte, error) {
 	switch {
 	case f.Content != nil:
 		return []byte(*f.Content), nil
 	case f.Template != nil:
-		t, err := template.New(f.Path).Option("missingkey=error").Parse(*f.Template)
+		t, err := budget.parseTemplate(f.Path, *f.Template)
 		if err != nil {
+			return nil, err
+		}
+		w := &limitedWriter{ctx: ctx, file: maxInitFileBytes, total: left}
+		if err := t.Execute(w, pod); err != nil {
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return nil, ctxErr
+			}
+			if errors.Is(err, ErrInvalidSpec) {
+				return nil, err
+			}
 			return nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 		}
-		var buf bytes.Buffer
-		if err := t.Execute(&limitedWriter{w: &buf, n: maxInitFileBytes + 1}, pod); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
-		}
-		return buf.Bytes(), nil
+		return w.bytes(), nil
 	case f.ConfigMapKeyRef != nil:
 		return readKey(ctx, keys, KindConfigMap, *f.ConfigMapKeyRef)
 	case f.SecretKeyRef != nil:
@@ -99,15 +164,35 @@ func readKey(ctx context.Context, keys KeyReader, kind string, ref v1alpha1.KeyR
 	return keys(ctx, kind, ref)
 }
 
-// limitedWriter stops a template that would render without bound.
+// limitedWriter takes a template's output up to a file's and the volume's
+// limits, and stops the template once ctx is done.
 type limitedWriter struct {
-	w *bytes.Buffer
-	n int
+	ctx   context.Context
+	buf   bytes.Buffer
+	file  int // maxInitFileBytes
+	total int // what the volume's init files may still add
 }
 
 func (l *limitedWriter) Write(p []byte) (int, error) {
-	if l.w.Len()+len(p) > l.n {
-		return 0, fmt.Errorf("%w: template output exceeds %d bytes", ErrInvalidSpec, maxInitFileBytes)
+	if err := l.ctx.Err(); err != nil {
+		return 0, err
 	}
-	return l.w.Write(p)
+	n := l.buf.Len() + len(p)
+	if n > l.file {
+		return 0, fmt.Errorf("%w: template output exceeds %d bytes", ErrInvalidSpec, l.file)
+	}
+	if n > l.total {
+		return 0, fmt.Errorf("%w: template output brings the init files over the %d byte limit for one volume", ErrInvalidSpec, maxInitTotalBytes)
+	}
+	return l.buf.Write(p)
+}
+
+// bytes is the output, without the slack the buffer grew, since init files
+// are held until written.
+func (l *limitedWriter) bytes() []byte {
+	b := l.buf.Bytes()
+	if cap(b)-len(b) > len(b)/4 {
+		return bytes.Clone(b)
+	}
+	return b
 }
