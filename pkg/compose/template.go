@@ -1,9 +1,11 @@
 package compose
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"text/template"
@@ -494,135 +496,127 @@ func intValue(a any) (int64, bool) {
 	return 0, false
 }
 
-// The comparisons are text/template's, charged with the bytes of the
-// strings they compare: a loop comparing two long strings is otherwise
-// free of every other bound.
+// The comparisons, charged with the bytes of the strings they compare: a
+// loop comparing two long strings is otherwise free of every other bound.
+// They take what a template over PodInfo can produce: strings, booleans
+// and numbers.
 
-var (
-	errBadComparisonType = errors.New("invalid type for comparison")
-	errNoComparison      = errors.New("missing argument for comparison")
-)
+var errNoComparison = errors.New("missing argument for comparison")
 
-type kind int
+// scalar is a compared value, reduced to the kinds compare knows.
+type scalar struct {
+	kind reflect.Kind // Bool, Int64, Float64 or String
+	b    bool
+	i    int64
+	f    float64
+	s    string
+}
 
-const (
-	invalidKind kind = iota
-	boolKind
-	complexKind
-	intKind
-	floatKind
-	stringKind
-	uintKind
-)
+// indirect is what an interface value holds; invalid for a nil one.
+func indirect(v reflect.Value) reflect.Value {
+	if v.Kind() == reflect.Interface {
+		if v.IsNil() {
+			return reflect.Value{}
+		}
+		return v.Elem()
+	}
+	return v
+}
 
-func basicKind(v reflect.Value) (kind, error) {
+func toScalar(v reflect.Value) (scalar, error) {
 	switch v.Kind() {
 	case reflect.Bool:
-		return boolKind, nil
+		return scalar{kind: reflect.Bool, b: v.Bool()}, nil
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return intKind, nil
+		return scalar{kind: reflect.Int64, i: v.Int()}, nil
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return uintKind, nil
+		if v.Uint() > math.MaxInt64 {
+			return scalar{}, fmt.Errorf("comparison of %d: out of range", v.Uint())
+		}
+		return scalar{kind: reflect.Int64, i: int64(v.Uint())}, nil
 	case reflect.Float32, reflect.Float64:
-		return floatKind, nil
-	case reflect.Complex64, reflect.Complex128:
-		return complexKind, nil
+		return scalar{kind: reflect.Float64, f: v.Float()}, nil
 	case reflect.String:
-		return stringKind, nil
+		return scalar{kind: reflect.String, s: v.String()}, nil
 	}
-	return invalidKind, errBadComparisonType
-}
-
-func indirectInterface(v reflect.Value) reflect.Value {
-	if v.Kind() != reflect.Interface {
-		return v
-	}
-	if v.IsNil() {
-		return reflect.Value{}
-	}
-	return v.Elem()
-}
-
-func isNil(v reflect.Value) bool {
 	if !v.IsValid() {
-		return true
+		return scalar{}, errors.New("comparison of a missing value")
 	}
-	switch v.Kind() {
-	case reflect.Chan, reflect.Func, reflect.Interface, reflect.Map, reflect.Pointer, reflect.Slice:
-		return v.IsNil()
-	}
-	return false
+	return scalar{}, fmt.Errorf("invalid type for comparison: %v", v.Type())
 }
 
-func canCompare(v1, v2 reflect.Value) bool {
-	k1, k2 := v1.Kind(), v2.Kind()
-	return k1 == k2 || k1 == reflect.Invalid || k2 == reflect.Invalid
-}
+// ordering says whether a comparison needs an order or only equality.
+type ordering int
 
-// chargeCompare charges the string bytes two compared values hold.
-func (b *renderBudget) chargeCompare(name string, v1, v2 reflect.Value) error {
+const (
+	equality ordering = iota
+	order
+)
+
+// compare returns -1, 0 or 1 as x is less than, equal to or greater than
+// y (for booleans, only 0 or 1: they have no order).
+func (b *renderBudget) compare(name string, x, y reflect.Value, want ordering) (int, error) {
+	x, y = indirect(x), indirect(y)
+	if want == equality && (!x.IsValid() || !y.IsValid()) {
+		if x.IsValid() == y.IsValid() {
+			return 0, b.charge(name, 1) // nil == nil
+		}
+		return 1, b.charge(name, 1)
+	}
+	// PodInfo itself (eq . .), charged with its strings.
+	if p, ok := x.Interface().(PodInfo); ok && want == equality && x.Type() == y.Type() {
+		if err := b.charge(name, 1+podInfoLen(p)); err != nil {
+			return 0, err
+		}
+		if x.Interface() == y.Interface() {
+			return 0, nil
+		}
+		return 1, nil
+	}
+	a, err := toScalar(x)
+	if err != nil {
+		return 0, err
+	}
+	c, err := toScalar(y)
+	if err != nil {
+		return 0, err
+	}
+	if a.kind != c.kind {
+		return 0, fmt.Errorf("incompatible types for comparison: %v and %v", x.Type(), y.Type())
+	}
 	var n int64 = 1
-	if v1.Kind() == reflect.String && v2.Kind() == reflect.String {
-		n += int64(min(v1.Len(), v2.Len()))
+	if a.kind == reflect.String {
+		n += int64(min(len(a.s), len(c.s)))
 	}
-	return b.charge(name, n)
+	if err := b.charge(name, n); err != nil {
+		return 0, err
+	}
+	switch a.kind {
+	case reflect.Bool:
+		if want == order {
+			return 0, errors.New("invalid type for comparison: bool has no order")
+		}
+		if a.b == c.b {
+			return 0, nil
+		}
+		return 1, nil
+	case reflect.Int64:
+		return cmp.Compare(a.i, c.i), nil
+	case reflect.Float64:
+		return cmp.Compare(a.f, c.f), nil
+	}
+	return strings.Compare(a.s, c.s), nil
 }
 
 // eq evaluates the comparison a == b || a == c || ...
 func (b *renderBudget) eq(arg1 reflect.Value, arg2 ...reflect.Value) (bool, error) {
-	arg1 = indirectInterface(arg1)
 	if len(arg2) == 0 {
 		return false, errNoComparison
 	}
-	k1, _ := basicKind(arg1)
 	for _, arg := range arg2 {
-		arg = indirectInterface(arg)
-		if err := b.chargeCompare("eq", arg1, arg); err != nil {
-			return false, err
-		}
-		k2, _ := basicKind(arg)
-		truth := false
-		if k1 != k2 {
-			switch {
-			case k1 == intKind && k2 == uintKind:
-				truth = arg1.Int() >= 0 && uint64(arg1.Int()) == arg.Uint()
-			case k1 == uintKind && k2 == intKind:
-				truth = arg.Int() >= 0 && arg1.Uint() == uint64(arg.Int())
-			default:
-				if arg1.IsValid() && arg.IsValid() {
-					return false, fmt.Errorf("incompatible types for comparison: %v and %v", arg1.Type(), arg.Type())
-				}
-			}
-		} else {
-			switch k1 {
-			case boolKind:
-				truth = arg1.Bool() == arg.Bool()
-			case complexKind:
-				truth = arg1.Complex() == arg.Complex()
-			case floatKind:
-				truth = arg1.Float() == arg.Float()
-			case intKind:
-				truth = arg1.Int() == arg.Int()
-			case stringKind:
-				truth = arg1.String() == arg.String()
-			case uintKind:
-				truth = arg1.Uint() == arg.Uint()
-			default:
-				if !canCompare(arg1, arg) {
-					return false, fmt.Errorf("non-comparable types %s: %v, %s: %v", arg1, arg1.Type(), arg.Type(), arg)
-				}
-				if isNil(arg1) || isNil(arg) {
-					truth = isNil(arg) == isNil(arg1)
-				} else {
-					if !arg.Type().Comparable() {
-						return false, fmt.Errorf("non-comparable type %s: %v", arg, arg.Type())
-					}
-					truth = arg1.Interface() == arg.Interface()
-				}
-			}
-		}
-		if truth {
-			return true, nil
+		c, err := b.compare("eq", arg1, arg, equality)
+		if err != nil || c == 0 {
+			return err == nil, err
 		}
 	}
 	return false, nil
@@ -630,77 +624,30 @@ func (b *renderBudget) eq(arg1 reflect.Value, arg2 ...reflect.Value) (bool, erro
 
 // ne evaluates the comparison a != b.
 func (b *renderBudget) ne(arg1, arg2 reflect.Value) (bool, error) {
-	equal, err := b.eq(arg1, arg2)
-	return !equal, err
+	c, err := b.compare("ne", arg1, arg2, equality)
+	return c != 0, err
 }
 
 // lt evaluates the comparison a < b.
 func (b *renderBudget) lt(arg1, arg2 reflect.Value) (bool, error) {
-	arg1 = indirectInterface(arg1)
-	k1, err := basicKind(arg1)
-	if err != nil {
-		return false, err
-	}
-	arg2 = indirectInterface(arg2)
-	k2, err := basicKind(arg2)
-	if err != nil {
-		return false, err
-	}
-	if err := b.chargeCompare("lt", arg1, arg2); err != nil {
-		return false, err
-	}
-	truth := false
-	if k1 != k2 {
-		switch {
-		case k1 == intKind && k2 == uintKind:
-			truth = arg1.Int() < 0 || uint64(arg1.Int()) < arg2.Uint()
-		case k1 == uintKind && k2 == intKind:
-			truth = arg2.Int() >= 0 && arg1.Uint() < uint64(arg2.Int())
-		default:
-			return false, fmt.Errorf("incompatible types for comparison: %v and %v", arg1.Type(), arg2.Type())
-		}
-	} else {
-		switch k1 {
-		case boolKind, complexKind:
-			return false, errBadComparisonType
-		case floatKind:
-			truth = arg1.Float() < arg2.Float()
-		case intKind:
-			truth = arg1.Int() < arg2.Int()
-		case stringKind:
-			truth = arg1.String() < arg2.String()
-		case uintKind:
-			truth = arg1.Uint() < arg2.Uint()
-		default:
-			return false, errBadComparisonType
-		}
-	}
-	return truth, nil
+	c, err := b.compare("lt", arg1, arg2, order)
+	return c < 0, err
 }
 
 // le evaluates the comparison a <= b.
 func (b *renderBudget) le(arg1, arg2 reflect.Value) (bool, error) {
-	lessThan, err := b.lt(arg1, arg2)
-	if lessThan || err != nil {
-		return lessThan, err
-	}
-	return b.eq(arg1, arg2)
+	c, err := b.compare("le", arg1, arg2, order)
+	return c <= 0 && err == nil, err
 }
 
 // gt evaluates the comparison a > b.
 func (b *renderBudget) gt(arg1, arg2 reflect.Value) (bool, error) {
-	lessOrEqual, err := b.le(arg1, arg2)
-	if err != nil {
-		return false, err
-	}
-	return !lessOrEqual, nil
+	c, err := b.compare("gt", arg1, arg2, order)
+	return c > 0, err
 }
 
 // ge evaluates the comparison a >= b.
 func (b *renderBudget) ge(arg1, arg2 reflect.Value) (bool, error) {
-	lessThan, err := b.lt(arg1, arg2)
-	if err != nil {
-		return false, err
-	}
-	return !lessThan, nil
+	c, err := b.compare("ge", arg1, arg2, order)
+	return c >= 0 && err == nil, err
 }
