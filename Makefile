@@ -12,7 +12,7 @@ CLUSTER_PKGS := ./pkg/apis/... ./pkg/catalog/... ./pkg/compose/... ./pkg/control
 
 LINT_STEPS := lint-gofmt lint-vet lint-mod-tidy lint-golangci lint-darwin
 
-.PHONY: help build test bench lint $(LINT_STEPS) generate verify-generated demo demo-clean tools
+.PHONY: help build test fuzz bench lint $(LINT_STEPS) generate verify-generated demo demo-clean tools
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -20,10 +20,20 @@ help: ## list the targets
 build: ## build bin/layerset-csi
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/layerset-csi
 
-test: lint verify-generated verify-deploy-manifests ## everything CI runs: lint, generated files, all tests (needs root for mounts)
+test: lint verify-generated verify-deploy-manifests ## everything CI runs: lint, generated files, all tests (needs root for mounts), then every fuzz target for TEST_FUZZTIME
 	bash hack/tools.sh envtest helm csi-sanity
 	KUBEBUILDER_ASSETS=$$(bash hack/tools.sh --print-dir) PATH=$$(bash hack/tools.sh --print-dir):$$PATH \
 		$(GO) test -count=1 -timeout 40m ./...
+	FUZZTIME=$(TEST_FUZZTIME) GO=$(GO) bash hack/fuzz.sh
+
+# How long each fuzz target runs: FUZZTIME in make fuzz; in make test TEST_FUZZTIME, 5s unless
+# FUZZTIME is given on the command line (about 20 targets, one after the other: near two minutes
+# on two cores).
+FUZZTIME ?= 10s
+TEST_FUZZTIME ?= $(if $(filter command line,$(origin FUZZTIME)),$(FUZZTIME),5s)
+
+fuzz: ## every fuzz target (func FuzzXxx in *_test.go), one at a time, FUZZTIME (10s) each; stops at the first failure
+	FUZZTIME=$(FUZZTIME) GO=$(GO) bash hack/fuzz.sh
 
 bench: ## benchmarks, reported as ratios against a baseline in the same run (root)
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 60m ./pkg/overlay/ ./pkg/archive/ ./pkg/layers/
