@@ -3,14 +3,10 @@ package node
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
@@ -155,94 +151,34 @@ func TestKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool to build the binary with")
-	}
-	bin := filepath.Join(t.TempDir(), "layerset-csi")
-	build := exec.Command(goTool, "build", "-o", bin, "github.com/layerset/layerset-csi/cmd/layerset-csi")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-
 	reg := newRegistry(t, true)
 	root, dir := t.TempDir(), t.TempDir()
 	t.Cleanup(func() { unmountUnder(t, dir, root) })
-	layerSets := writeLayerSets(t, reg.image)
-	sockDir, err := os.MkdirTemp("", "lcsi")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	sock := filepath.Join(sockDir, "csi.sock")
-
-	var logs syncBuffer
-	start := func() *exec.Cmd {
-		t.Helper()
-		cmd := exec.Command(bin, "node", "--endpoint", "unix://"+sock, "--node-id", testNode, "--root", root,
-			"--layersets", layerSets, "--insecure-registry", reg.Host, "-v=2")
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if testing.Verbose() {
-			cmd.Stdout, cmd.Stderr = io.MultiWriter(&logs, os.Stderr), io.MultiWriter(&logs, os.Stderr)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if cmd.ProcessState == nil {
-				cmd.Process.Kill()
-				cmd.Wait()
-			}
-		})
-		return cmd
-	}
-	kill := func(cmd *exec.Cmd) {
-		t.Helper()
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		cmd.Wait()
-	}
-	connect := func() (csi.NodeClient, context.Context) {
-		t.Helper()
-		conn := dial(t, sock)
-		id := csi.NewIdentityClient(conn)
-		// Wait until the plugin serves: its start-up (recovery, store
-		// repair) takes what it takes, bounded only by the test's patience.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		t.Cleanup(cancel)
-		for {
-			if _, err := id.Probe(ctx, &csi.ProbeRequest{}, grpcWaitForReady()); err == nil {
-				break
-			} else if ctx.Err() != nil {
-				t.Fatalf("plugin does not answer: %v\n%s", err, logs.String())
-			}
-		}
-		return csi.NewNodeClient(conn), context.Background()
-	}
+	p := newPlugin(t, reg, root, writeLayerSets(t, reg.image))
+	ctx := context.Background()
 	e := &env{} // for its request builders
-	path := func(p string) string { return filepath.Join(dir, p) }
+	path := func(name string) string { return filepath.Join(dir, name) }
 
 	// 1. Killed while a publish waits for its pull.
-	cmd := start()
-	client, ctx := connect()
+	p.start()
+	client := p.client()
 	published := make(chan error, 1)
 	go func() {
 		_, err := client.NodePublishVolume(ctx, e.ephemeralRequest("csi-cut", path("cut")))
 		published <- err
 	}()
 	<-reg.stalled
-	kill(cmd)
+	p.kill()
 	if err := <-published; err == nil {
 		t.Fatal("the publish the plugin was killed in succeeded")
 	}
 	reg.release()
 
 	// 2. Restarted: volumes in use when it is killed again.
-	cmd = start()
-	client, ctx = connect()
+	p.start()
+	client = p.client()
 	if _, err := client.NodePublishVolume(ctx, e.ephemeralRequest("csi-eph", path("eph"))); err != nil {
-		t.Fatalf("publish: %v\n%s", err, logs.String())
+		t.Fatalf("publish: %v\n%s", err, p.logs.String())
 	}
 	if _, err := client.NodeStageVolume(ctx, e.stageRequest("pv-data", path("stage"))); err != nil {
 		t.Fatal(err)
@@ -253,14 +189,14 @@ func TestKill9(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(path("pv"), "data"), []byte("survives"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	kill(cmd)
+	p.kill()
 	if got := mountsUnder(t, dir); !slices.Contains(got, path("pv")) || !slices.Contains(got, path("eph")) {
 		t.Fatalf("mounts after kill -9: %v; the test needs them to outlive the plugin", got)
 	}
 
 	// 3. Restarted: kubelet cleans up.
-	start()
-	client, ctx = connect()
+	p.start()
+	client = p.client()
 	for _, r := range []*csi.NodeUnpublishVolumeRequest{
 		{VolumeId: "csi-cut", TargetPath: path("cut")},
 		{VolumeId: "csi-eph", TargetPath: path("eph")},
@@ -290,6 +226,6 @@ func TestKill9(t *testing.T) {
 		}
 	}
 	if t.Failed() {
-		t.Logf("plugin logs:\n%s", logs.String())
+		t.Logf("plugin logs:\n%s", p.logs.String())
 	}
 }
