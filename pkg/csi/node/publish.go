@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -31,7 +32,7 @@ func (n *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if _, err := mountOptions(req.GetVolumeCapability()); err != nil {
 		return nil, err
 	}
-	if err := n.checkTarget("target_path", req.GetTargetPath()); err != nil {
+	if err := n.checkPath("target_path", req.GetTargetPath()); err != nil {
 		return nil, err
 	}
 	ephemeral := isEphemeral(req.GetVolumeContext())
@@ -57,6 +58,11 @@ func (n *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, err
 	}
 	defer release()
+	// Under the volume's lock: a retry racing this call must not read
+	// the target while the first one mounts it.
+	if err := n.checkTarget("target_path", req.GetTargetPath()); err != nil {
+		return nil, err
+	}
 	if ephemeral {
 		err = n.publishEphemeral(ctx, req)
 	} else {
@@ -240,6 +246,9 @@ func (n *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	if err := rpc.RequirePath("target_path", req.GetTargetPath()); err != nil {
 		return nil, err
 	}
+	if err := n.checkPath("target_path", req.GetTargetPath()); err != nil {
+		return nil, err
+	}
 	release, err := n.lock(req.GetVolumeId())
 	if err != nil {
 		return nil, err
@@ -303,5 +312,9 @@ func (n *Server) releaseUnknown(ctx context.Context, id, path string) error {
 		return status.Errorf(codes.FailedPrecondition,
 			"this node has no record of volume %s at %s, and what is mounted there was not made by this plugin: it is left alone; unmount it by hand if it is stale", id, path)
 	}
-	return removeMountPoint(path)
+	// A directory that holds files is no mount point this plugin left.
+	if err := removeMountPoint(path); err != nil && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	return nil
 }

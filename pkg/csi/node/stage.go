@@ -32,7 +32,7 @@ func (n *Server) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	if _, err := mountOptions(req.GetVolumeCapability()); err != nil {
 		return nil, err
 	}
-	if err := n.checkTarget("staging_target_path", req.GetStagingTargetPath()); err != nil {
+	if err := n.checkPath("staging_target_path", req.GetStagingTargetPath()); err != nil {
 		return nil, err
 	}
 	if err := rpc.RequireField("volume_context."+names.ContextLayerSet, req.GetVolumeContext()[names.ContextLayerSet]); err != nil {
@@ -43,6 +43,11 @@ func (n *Server) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 		return nil, err
 	}
 	defer release()
+	// Under the volume's lock: a retry racing this call must not read
+	// the target while the first one mounts it.
+	if err := n.checkTarget("staging_target_path", req.GetStagingTargetPath()); err != nil {
+		return nil, err
+	}
 	if err := n.stage(ctx, req); err != nil {
 		return nil, n.status(ctx, err)
 	}
@@ -147,6 +152,9 @@ func (n *Server) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolu
 		return nil, err
 	}
 	if err := rpc.RequirePath("staging_target_path", req.GetStagingTargetPath()); err != nil {
+		return nil, err
+	}
+	if err := n.checkPath("staging_target_path", req.GetStagingTargetPath()); err != nil {
 		return nil, err
 	}
 	release, err := n.lock(req.GetVolumeId())

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"path/filepath"
+	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -26,8 +27,8 @@ func RequirePath(field, p string) error {
 	if err := RequireField(field, p); err != nil {
 		return err
 	}
-	if !filepath.IsAbs(p) || filepath.Clean(p) != p {
-		return status.Errorf(codes.InvalidArgument, "%s %q must be a clean absolute path", field, p)
+	if !filepath.IsAbs(p) || filepath.Clean(p) != p || strings.ContainsRune(p, 0) {
+		return status.Errorf(codes.InvalidArgument, "%s %q must be a clean absolute path without NUL bytes", field, p)
 	}
 	return nil
 }

@@ -91,7 +91,10 @@ type InitFile struct {
 
 	// Template is a Go text/template filled from pod information:
 	// {{.PodName}}, {{.PodNamespace}}, {{.PodUID}}, {{.ServiceAccount}},
-	// {{.NodeName}}, {{.VolumeID}}.
+	// {{.NodeName}}, {{.VolumeID}}. Its work is bounded before it runs:
+	// range only over an integer constant, at most 10000 iterations in
+	// all of a volume's templates, no recursive template calls, and at
+	// most 1 MiB a file, 16 MiB and 256 files a volume.
 	// +optional
 	Template *string `json:"template,omitempty"`
 
