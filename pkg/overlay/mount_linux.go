@@ -88,18 +88,18 @@ func Unmount(ctx context.Context, target string) error {
 	return fmt.Errorf("unmount %s: %w", target, err)
 }
 
-// MountID returns the id of the mount on top of path (statx
-// STATX_MNT_ID): recorded when a mount is made, it tells that mount from
-// any made over it or in its place later.
-func MountID(path string) (uint64, error) {
-	var st unix.Statx_t
-	if err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW|unix.AT_NO_AUTOMOUNT, unix.STATX_MNT_ID, &st); err != nil {
-		return 0, fmt.Errorf("mount id of %s: %w", path, err)
+// MountDev returns the device number of the filesystem on top of path:
+// for an overlay, its superblock's own, which any bind of it shares and
+// any other mount over it lacks. Recorded when a mount is made, it tells
+// that mount from one made over it or in its place later. Unlike a mount
+// id it is the same in every mount namespace, so a plugin restarted in a
+// new container still knows its mounts.
+func MountDev(path string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return 0, fmt.Errorf("device of %s: %w", path, err)
 	}
-	if st.Mask&unix.STATX_MNT_ID == 0 {
-		return 0, nil // before Linux 5.8: unknown
-	}
-	return st.Mnt_id, nil
+	return st.Dev, nil
 }
 
 // IsMounted reports whether target is a mount point; a target that does

@@ -651,13 +651,13 @@ func TestSymlinkTarget(t *testing.T) {
 	}
 }
 
-// MountID tells a mount from one made over it.
-func TestMountID(t *testing.T) {
+// MountDev tells a mount from one made over it.
+func TestMountDev(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
 	s := newStore(t)
 	c, dst := Config{Dir: s.dir, Lowers: s.numbered(2)}, target(t)
-	before, err := MountID(dst)
+	before, err := MountDev(dst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -665,16 +665,16 @@ func TestMountID(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = Unmount(ctx, dst) })
-	first, err := MountID(dst)
+	first, err := MountDev(dst)
 	if err != nil || first == 0 || first == before {
-		t.Fatalf("MountID after a mount = %d, %v; before it %d", first, err, before)
+		t.Fatalf("MountDev after a mount = %d, %v; before it %d", first, err, before)
 	}
 	if err := Bind(t.TempDir(), dst, BindOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = Unmount(ctx, dst) })
-	if over, _ := MountID(dst); over == first {
-		t.Errorf("a mount over the first has its id %d", first)
+	if over, _ := MountDev(dst); over == first {
+		t.Errorf("a mount over the first has its device %d", first)
 	}
 }
 

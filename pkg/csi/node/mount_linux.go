@@ -51,27 +51,27 @@ func removeMountPoint(path string) error {
 }
 
 // ours checks that what is mounted at path is the mount the plugin made
-// there, whose id it recorded (0: a record of an older version, which
-// did not keep ids). Nothing mounted is fine: there is nothing to undo.
+// there, whose device it recorded (0: a record of an older version, which
+// did not keep one). Nothing mounted is fine: there is nothing to undo.
 func ours(volumeID, path string, want uint64) error {
 	mounted, err := isMounted(path)
 	if err != nil || !mounted || want == 0 {
 		return err
 	}
-	got, err := overlay.MountID(path)
+	got, err := overlay.MountDev(path)
 	if err != nil {
 		return err
 	}
 	if got != want {
 		return status.Errorf(codes.FailedPrecondition,
-			"%s has a mount (id %d) that is not the one this plugin made for volume %s (id %d): something mounted over it or in its place; unmount that first",
-			path, got, volumeID, want)
+			"%s has a mount (device %d:%d) that is not the one this plugin made for volume %s (device %d:%d): something mounted over it or in its place; unmount that first",
+			path, unix.Major(got), unix.Minor(got), volumeID, unix.Major(want), unix.Minor(want))
 	}
 	return nil
 }
 
 // mountID returns the id of the mount just made at path.
-func mountID(path string) (uint64, error) { return overlay.MountID(path) }
+func mountDev(path string) (uint64, error) { return overlay.MountDev(path) }
 
 // checkPath refuses a target or staging path inside the plugin's own
 // directories (a layer, another volume's upper, the records) or above

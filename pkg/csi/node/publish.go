@@ -133,7 +133,7 @@ func (n *Server) publishEphemeral(ctx context.Context, req *csi.NodePublishVolum
 		}
 		return err
 	}
-	if rec.MountID, err = mountID(target); err != nil {
+	if rec.MountDev, err = mountDev(target); err != nil {
 		return err
 	}
 	rec.Flags, rec.Phase = vol.Flags, phasePublished
@@ -143,7 +143,7 @@ func (n *Server) publishEphemeral(ctx context.Context, req *csi.NodePublishVolum
 // removeEphemeral unmounts an inline volume, deletes its upper and init
 // layer and its mount point, then forgets it.
 func (n *Server) removeEphemeral(ctx context.Context, rec *volumeRecord) error {
-	if err := ours(rec.ID, rec.MountPath, rec.MountID); err != nil {
+	if err := ours(rec.ID, rec.MountPath, rec.MountDev); err != nil {
 		return err
 	}
 	// The store owns the overlay's mount: it unmounts the target its own
@@ -228,11 +228,11 @@ func (n *Server) publishPersistent(ctx context.Context, req *csi.NodePublishVolu
 		}
 		return fmt.Errorf("publish volume %s at %s: %w", id, target, err)
 	}
-	id2, err := mountID(target)
+	dev, err := mountDev(target)
 	if err != nil {
 		return err
 	}
-	rec.setTarget(targetRecord{Path: target, ReadOnly: readOnly, Phase: phasePublished, MountID: id2})
+	rec.setTarget(targetRecord{Path: target, ReadOnly: readOnly, Phase: phasePublished, MountDev: dev})
 	return n.state.save(rec)
 }
 
@@ -276,7 +276,7 @@ func (n *Server) unpublish(ctx context.Context, id, target string) error {
 		return status.Errorf(codes.InvalidArgument, "%s is the staging path of volume %s; unstage it with NodeUnstageVolume", target, id)
 	case rec != nil && rec.target(target) != nil:
 		t := *rec.target(target)
-		if err := ours(id, target, t.MountID); err != nil {
+		if err := ours(id, target, t.MountDev); err != nil {
 			return err
 		}
 		t.Phase = phaseUnpublishing

@@ -82,7 +82,7 @@ func (n *Server) recoverPersistent(ctx context.Context, rec *volumeRecord) error
 		}
 		switch {
 		case t.Phase == phaseUnpublishing:
-			if err := ours(rec.ID, t.Path, t.MountID); err != nil {
+			if err := ours(rec.ID, t.Path, t.MountDev); err != nil {
 				return err
 			}
 			if err := overlay.Unmount(ctx, t.Path); err != nil {

@@ -106,7 +106,7 @@ func (n *Server) stage(ctx context.Context, req *csi.NodeStageVolumeRequest) err
 		}
 		return err
 	}
-	if rec.MountID, err = mountID(staging); err != nil {
+	if rec.MountDev, err = mountDev(staging); err != nil {
 		return err
 	}
 	rec.Flags, rec.Phase = vol.Flags, phaseStaged
@@ -208,7 +208,7 @@ func (n *Server) unstage(ctx context.Context, id, staging string) error {
 // unmountStaged unmounts the staging path, keeping the upper, and
 // removes the mount point.
 func (n *Server) unmountStaged(ctx context.Context, rec *volumeRecord) error {
-	if err := ours(rec.ID, rec.MountPath, rec.MountID); err != nil {
+	if err := ours(rec.ID, rec.MountPath, rec.MountDev); err != nil {
 		return err
 	}
 	if err := n.cfg.Store.Unmount(ctx, rec.ID, layers.KeepUpper); err != nil && !errors.Is(err, layers.ErrVolumeNotFound) {

@@ -49,9 +49,9 @@ type volumeRecord struct {
 	// MountPath is where the composed overlay is mounted: the target of
 	// an ephemeral volume, the staging path of a persistent one.
 	MountPath string `json:"mountPath,omitempty"`
-	// MountID is the id of the mount made at MountPath (statx
-	// STATX_MNT_ID), so that teardown unmounts that mount and no other.
-	MountID uint64 `json:"mountID,omitempty"`
+	// MountDev is the device of the mount made at MountPath (see
+	// overlay.MountDev), so that teardown unmounts that mount and no other.
+	MountDev uint64 `json:"mountDev,omitempty"`
 	// Flags are the attributes the volume was mounted with at MountPath;
 	// a persistent volume's binds start from them.
 	Flags    overlay.Flags `json:"flags,omitempty"`
@@ -65,8 +65,8 @@ type targetRecord struct {
 	Path     string `json:"path"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
 	Phase    phase  `json:"phase"`
-	// MountID is the id of the bind mount at Path; see volumeRecord.
-	MountID uint64 `json:"mountID,omitempty"`
+	// MountDev is the device of the bind mount at Path; see volumeRecord.
+	MountDev uint64 `json:"mountDev,omitempty"`
 }
 
 // target returns the record of the bind mount at path, or nil.
