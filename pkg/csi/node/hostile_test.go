@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -195,6 +196,57 @@ func TestMountOverVolumeNotUnmounted(t *testing.T) {
 		t.Errorf("unpublish once the foreign mount is gone: %v", err)
 	}
 	if m := mountsUnder(t, e.dir, e.root); len(m) > 0 {
+		t.Errorf("mounts left: %v", m)
+	}
+}
+
+// A first NodeStageVolume that fails after the store made the volume's
+// directories (here: a layer's short link removed behind the store's back,
+// so the mount fails) leaves neither directories nor a record (issue 11).
+func TestFailedFirstStageLeavesNothing(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	staging := filepath.Join(e.dir, "staging-a")
+	if err := os.MkdirAll(staging, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.NodeStageVolume(ctx, e.stageRequest("pv-a", staging)); err != nil {
+		t.Fatal(err)
+	}
+	links, err := filepath.Glob(filepath.Join(e.store.Dir(), "l", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed := 0
+	for _, l := range links {
+		dest, err := os.Readlink(l)
+		if err == nil && !strings.Contains(dest, "vol-") {
+			if err := os.Remove(l); err != nil {
+				t.Fatal(err)
+			}
+			removed++
+		}
+	}
+	if removed == 0 {
+		t.Fatal("no layer link to remove")
+	}
+	other := filepath.Join(e.dir, "staging-b")
+	if err := os.MkdirAll(other, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.NodeStageVolume(ctx, e.stageRequest("pv-b", other)); err == nil {
+		t.Fatal("stage with a layer's link gone succeeded; the test cannot make it fail")
+	}
+	if vol, err := e.store.Volume("pv-b"); err == nil {
+		t.Errorf("the failed first stage left the volume's directories at %s", vol.Dir)
+	}
+	if matches, _ := filepath.Glob(filepath.Join(e.store.Dir(), "vol-pv-b*")); len(matches) > 0 {
+		t.Errorf("directories left: %v", matches)
+	}
+	if rec, err := e.node.state.load("pv-b"); rec != nil || err != nil {
+		t.Errorf("record left: %+v, %v", rec, err)
+	}
+	if m := mountsUnder(t, other); len(m) > 0 {
 		t.Errorf("mounts left: %v", m)
 	}
 }
