@@ -53,7 +53,7 @@ func FuzzVolumeContext(f *testing.F) {
 }
 
 // FuzzMountOptions feeds comma-separated mount flags (a PV's or a
-// StorageClass's mountOptions, as kubelet passes them) to mountOptions and
+// StorageClass's mountOptions, as kubelet passes them) to checkMountFlags and
 // checks that what it accepts never loosens the default nosuid,nodev,
 // that "suid" and "dev" are always refused, that refusals are
 // InvalidArgument, and that accepted flags are passed on unchanged.
@@ -73,7 +73,8 @@ func FuzzMountOptions(f *testing.F) {
 			AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{MountFlags: opts}},
 			AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
 		}
-		got, err := mountOptions(c)
+		err := checkMountFlags(c)
+		got := c.GetMount().GetMountFlags()
 		loosening := false
 		for _, o := range opts {
 			if s := strings.TrimSpace(o); s == "suid" || s == "dev" {
@@ -82,22 +83,22 @@ func FuzzMountOptions(f *testing.F) {
 		}
 		if err != nil {
 			if status.Code(err) != codes.InvalidArgument {
-				t.Fatalf("mountOptions(%q) = %v, want InvalidArgument", opts, err)
+				t.Fatalf("checkMountFlags(%q) = %v, want InvalidArgument", opts, err)
 			}
 			return
 		}
 		if loosening {
-			t.Fatalf("mountOptions(%q) accepted suid or dev", opts)
+			t.Fatalf("checkMountFlags(%q) accepted suid or dev", opts)
 		}
 		if strings.Join(got, ",") != strings.Join(opts, ",") || len(got) != len(opts) {
-			t.Fatalf("mountOptions(%q) = %q: accepted flags are passed on as given", opts, got)
+			t.Fatalf("checkMountFlags(%q) = %q: accepted flags are passed on as given", opts, got)
 		}
 		fl, err := overlay.ParseFlags(overlay.DefaultFlags, got)
 		if err != nil {
-			t.Fatalf("mountOptions accepted %q, which ParseFlags refuses: %v", got, err)
+			t.Fatalf("checkMountFlags accepted %q, which ParseFlags refuses: %v", got, err)
 		}
 		if !fl.NoSuid || !fl.NoDev {
-			t.Fatalf("mountOptions accepted %q, which gives %+v: nosuid,nodev lost", got, fl)
+			t.Fatalf("checkMountFlags accepted %q, which gives %+v: nosuid,nodev lost", got, fl)
 		}
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/layerset/layerset-csi/pkg/csi/rpc"
 	"github.com/layerset/layerset-csi/pkg/overlay"
 )
 
@@ -122,12 +123,44 @@ func (n *Server) checkTarget(field, path string) error {
 	return status.Errorf(codes.FailedPrecondition, "%s %s is a directory that already holds files (%s); a volume is mounted on an empty one", field, path, names[0])
 }
 
-// mountOptions checks a capability's mount flags (a PV's or StorageClass's
-// mountOptions) before anything is done with them.
-func mountOptions(c *csi.VolumeCapability) ([]string, error) {
-	opts := c.GetMount().GetMountFlags()
-	if _, err := overlay.ParseFlags(overlay.DefaultFlags, opts); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "volume_capability.mount.mount_flags: %v", err)
+// checkMountRequest checks what a call that mounts is given, before it
+// does anything: the volume id, the path it mounts at (field), and the
+// capability with its mount flags (a PV's or StorageClass's mountOptions).
+func (n *Server) checkMountRequest(volumeID, field, path string, c *csi.VolumeCapability) error {
+	if err := rpc.RequireField("volume_id", volumeID); err != nil {
+		return err
 	}
-	return opts, nil
+	if err := rpc.RequirePath(field, path); err != nil {
+		return err
+	}
+	if err := rpc.RequireMountCapability(c); err != nil {
+		return err
+	}
+	if err := checkMountFlags(c); err != nil {
+		return err
+	}
+	return n.checkPath(field, path)
+}
+
+// checkMountFlags checks a capability's mount flags.
+func checkMountFlags(c *csi.VolumeCapability) error {
+	if _, err := overlay.ParseFlags(overlay.DefaultFlags, c.GetMount().GetMountFlags()); err != nil {
+		return status.Errorf(codes.InvalidArgument, "volume_capability.mount.mount_flags: %v", err)
+	}
+	return nil
+}
+
+// lockTarget takes the volume's in-flight slot and then checks the path
+// it mounts at: under the lock, so that a retry racing the first call
+// does not read the target while that one mounts it.
+func (n *Server) lockTarget(volumeID, field, path string) (release func(), err error) {
+	release, err = n.lock(volumeID)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.checkTarget(field, path); err != nil {
+		release()
+		return nil, err
+	}
+	return release, nil
 }

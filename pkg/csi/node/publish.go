@@ -20,19 +20,7 @@ import (
 // NodePublishVolume composes an inline ephemeral volume at the target, or
 // bind-mounts a staged persistent volume there.
 func (n *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
-	if err := rpc.RequireField("volume_id", req.GetVolumeId()); err != nil {
-		return nil, err
-	}
-	if err := rpc.RequirePath("target_path", req.GetTargetPath()); err != nil {
-		return nil, err
-	}
-	if err := rpc.RequireMountCapability(req.GetVolumeCapability()); err != nil {
-		return nil, err
-	}
-	if _, err := mountOptions(req.GetVolumeCapability()); err != nil {
-		return nil, err
-	}
-	if err := n.checkPath("target_path", req.GetTargetPath()); err != nil {
+	if err := n.checkMountRequest(req.GetVolumeId(), "target_path", req.GetTargetPath(), req.GetVolumeCapability()); err != nil {
 		return nil, err
 	}
 	ephemeral := isEphemeral(req.GetVolumeContext())
@@ -53,16 +41,11 @@ func (n *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 			return nil, err
 		}
 	}
-	release, err := n.lock(req.GetVolumeId())
+	release, err := n.lockTarget(req.GetVolumeId(), "target_path", req.GetTargetPath())
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	// Under the volume's lock: a retry racing this call must not read
-	// the target while the first one mounts it.
-	if err := n.checkTarget("target_path", req.GetTargetPath()); err != nil {
-		return nil, err
-	}
 	if ephemeral {
 		err = n.publishEphemeral(ctx, req)
 	} else {

@@ -20,34 +20,17 @@ import (
 // upper of an earlier staging on this node is used again, so the volume
 // holds what was written to it here before.
 func (n *Server) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
-	if err := rpc.RequireField("volume_id", req.GetVolumeId()); err != nil {
-		return nil, err
-	}
-	if err := rpc.RequirePath("staging_target_path", req.GetStagingTargetPath()); err != nil {
-		return nil, err
-	}
-	if err := rpc.RequireMountCapability(req.GetVolumeCapability()); err != nil {
-		return nil, err
-	}
-	if _, err := mountOptions(req.GetVolumeCapability()); err != nil {
-		return nil, err
-	}
-	if err := n.checkPath("staging_target_path", req.GetStagingTargetPath()); err != nil {
+	if err := n.checkMountRequest(req.GetVolumeId(), "staging_target_path", req.GetStagingTargetPath(), req.GetVolumeCapability()); err != nil {
 		return nil, err
 	}
 	if err := rpc.RequireField("volume_context."+names.ContextLayerSet, req.GetVolumeContext()[names.ContextLayerSet]); err != nil {
 		return nil, err
 	}
-	release, err := n.lock(req.GetVolumeId())
+	release, err := n.lockTarget(req.GetVolumeId(), "staging_target_path", req.GetStagingTargetPath())
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	// Under the volume's lock: a retry racing this call must not read
-	// the target while the first one mounts it.
-	if err := n.checkTarget("staging_target_path", req.GetStagingTargetPath()); err != nil {
-		return nil, err
-	}
 	if err := n.stage(ctx, req); err != nil {
 		return nil, n.status(ctx, err)
 	}
