@@ -127,16 +127,22 @@ func (n *Server) checkTarget(field, path string) error {
 // does anything: the volume id, the path it mounts at (field), and the
 // capability with its mount flags (a PV's or StorageClass's mountOptions).
 func (n *Server) checkMountRequest(volumeID, field, path string, c *csi.VolumeCapability) error {
-	if err := rpc.RequireField("volume_id", volumeID); err != nil {
-		return err
-	}
-	if err := rpc.RequirePath(field, path); err != nil {
+	if err := n.checkPathRequest(volumeID, field, path); err != nil {
 		return err
 	}
 	if err := rpc.RequireMountCapability(c); err != nil {
 		return err
 	}
-	if err := checkMountFlags(c); err != nil {
+	return checkMountFlags(c)
+}
+
+// checkPathRequest checks the volume id and the path (field) of any call
+// that names one, unmounting ones too.
+func (n *Server) checkPathRequest(volumeID, field, path string) error {
+	if err := rpc.RequireField("volume_id", volumeID); err != nil {
+		return err
+	}
+	if err := rpc.RequirePath(field, path); err != nil {
 		return err
 	}
 	return n.checkPath(field, path)

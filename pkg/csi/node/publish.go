@@ -223,13 +223,7 @@ func (n *Server) publishPersistent(ctx context.Context, req *csi.NodePublishVolu
 // know and that is not mounted is already unpublished: kubelet retries
 // after restarts and must not get stuck on it.
 func (n *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
-	if err := rpc.RequireField("volume_id", req.GetVolumeId()); err != nil {
-		return nil, err
-	}
-	if err := rpc.RequirePath("target_path", req.GetTargetPath()); err != nil {
-		return nil, err
-	}
-	if err := n.checkPath("target_path", req.GetTargetPath()); err != nil {
+	if err := n.checkPathRequest(req.GetVolumeId(), "target_path", req.GetTargetPath()); err != nil {
 		return nil, err
 	}
 	release, err := n.lock(req.GetVolumeId())

@@ -131,13 +131,7 @@ func isEmpty(dir string) bool {
 // NodeUnstageVolume unmounts a persistent volume from the staging path
 // and keeps its upper for the next NodeStageVolume on this node.
 func (n *Server) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
-	if err := rpc.RequireField("volume_id", req.GetVolumeId()); err != nil {
-		return nil, err
-	}
-	if err := rpc.RequirePath("staging_target_path", req.GetStagingTargetPath()); err != nil {
-		return nil, err
-	}
-	if err := n.checkPath("staging_target_path", req.GetStagingTargetPath()); err != nil {
+	if err := n.checkPathRequest(req.GetVolumeId(), "staging_target_path", req.GetStagingTargetPath()); err != nil {
 		return nil, err
 	}
 	release, err := n.lock(req.GetVolumeId())
