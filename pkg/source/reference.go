@@ -80,10 +80,11 @@ func parseLayoutReference(s, rest string) (reference, error) {
 		}
 	}
 	r.layout = filepath.Clean(rest)
-	// Printed back, a ':' in the last element would read as a tag.
-	if base := filepath.Base(r.layout); strings.ContainsRune(base, ':') {
+	// Printed back, a ':' or '@' in the last element would read as a tag
+	// or a digest.
+	if base := filepath.Base(r.layout); strings.ContainsAny(base, ":@") {
 		return reference{}, withKind(ErrInvalidReference, fmt.Errorf(
-			"image reference %q: OCI layout directory name %q contains ':', which reads as a tag; rename or symlink it", s, base))
+			"image reference %q: OCI layout directory name %q contains ':' or '@', which reads as a tag or digest; rename or symlink it", s, base))
 	}
 	return r, nil
 }
