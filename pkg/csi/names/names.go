@@ -16,8 +16,15 @@ const TopologyKey = "topology.layerset.io/node"
 const (
 	// ContextLayerSet names the LayerSet a volume is composed from.
 	ContextLayerSet = "layerSet"
-	// ContextUpperSizeHint carries ParamUpperSizeHint to the node, in the
-	// canonical form of the quantity.
+	// ContextSize is the limit of the volume's writable upper, a resource
+	// quantity such as 10Gi: what a pod's inline volume or a static PV
+	// writes in volumeAttributes, and what CreateVolume records from the
+	// claim's capacity_range.
+	ContextSize = "size"
+	// ContextUpperSizeHint is the key ContextSize replaced; still read,
+	// for one release, with a deprecation event.
+	//
+	// Deprecated: use ContextSize.
 	ContextUpperSizeHint = "upperSizeHint"
 
 	// ContextPodName and the keys below are what kubelet adds when the
@@ -33,7 +40,10 @@ const (
 const (
 	// ParamLayerSet names the LayerSet the volumes are composed from.
 	ParamLayerSet = "layerSet"
-	// ParamUpperSizeHint is how much the writable upper is expected to
-	// hold, a resource quantity such as 10Gi.
+	// ParamUpperSizeHint was a size for volumes without a capacity
+	// request; a claim's resources.requests.storage is the limit now. Still
+	// read, for one release, as the size of claims that request none.
+	//
+	// Deprecated: use the claim's storage request.
 	ParamUpperSizeHint = "upperSizeHint"
 )

@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -41,6 +42,17 @@ type LayerSetSpec struct {
 	// default: volumes are mounted nosuid,nodev.
 	// +optional
 	AllowSetuid bool `json:"allowSetuid,omitempty"`
+
+	// DefaultSize limits the writable upper of this LayerSet's volumes
+	// that ask for no size (an inline volume without volumeAttributes.size).
+	// Unset, such volumes have no limit.
+	// +optional
+	DefaultSize *resource.Quantity `json:"defaultSize,omitempty"`
+
+	// MaxSize is the largest size a volume of this LayerSet may ask for;
+	// a larger request is refused, naming both.
+	// +optional
+	MaxSize *resource.Quantity `json:"maxSize,omitempty"`
 }
 
 // LayerSource is one entry of a chain: every layer of an image, or the whole
