@@ -22,6 +22,7 @@ build: ## build bin/layerset-csi
 
 test: lint verify-generated verify-deploy-manifests ## everything CI runs: lint, generated files, all tests (needs root for mounts), then every fuzz target for TEST_FUZZTIME
 	bash hack/tools.sh envtest helm csi-sanity
+	bash hack/test-packages.sh
 	KUBEBUILDER_ASSETS=$$(bash hack/tools.sh --print-dir) PATH=$$(bash hack/tools.sh --print-dir):$$PATH \
 		$(GO) test -count=1 -timeout 40m ./...
 	FUZZTIME=$(TEST_FUZZTIME) GO=$(GO) bash hack/fuzz.sh

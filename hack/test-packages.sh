@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the unit tests need, when any is missing: one
+# `apt-get update`, one `apt-get install`. A machine that has them all is not
+# touched, so `make test` runs this every time.
+#
+#   user-mode-linux   the second kernel (Linux with CONFIG_QUOTA, run as a
+#                     process) that internal/secondkernel boots for the
+#                     project-quota tests: our build kernel has no quotas
+#   kmod              insmod, for the second kernel's loop, quota and
+#                     overlay modules
+#   xfsprogs          mkfs.xfs, for the XFS filesystem made inside it
+#   e2fsprogs         mkfs.ext4 -O project,quota, for the ext4 one
+#   quota             setquota and repquota, to look at a guest by hand
+#   util-linux        losetup, mount, setpriv (a writer without
+#                     CAP_SYS_RESOURCE, which would ignore ext4 limits)
+set -euo pipefail
+LOG_TAG=test-packages
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PACKAGES=(user-mode-linux kmod xfsprogs e2fsprogs quota util-linux)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	[[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || missing+=("$p")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+	exit 0
+fi
+[[ $(id -u) -eq 0 ]] || die "missing Debian packages ${missing[*]}: run as root: bash hack/test-packages.sh"
+t0=$EPOCHREALTIME
+log "installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+timing "apt-get install ${#missing[@]} packages" "$t0"
