@@ -17,4 +17,8 @@ var (
 	// ErrTargetBusy means a mount target already has a mount the store
 	// did not make.
 	ErrTargetBusy = errors.New("mount target busy")
+	// ErrLimit means a volume's size limit could not be made, applied or
+	// raised; what it wraps says why (quota.ErrUnsupported: this node
+	// cannot enforce sizes the way it was told to).
+	ErrLimit = errors.New("size limit")
 )

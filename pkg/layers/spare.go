@@ -73,10 +73,13 @@ func (sk skeleton) discard() error {
 // initFiles (nil: not known), out of the store, the volume first as
 // creation puts it last, and drops their short links. The emptied
 // directories become a spare when there is room.
-func (s *Store) retire(ctx context.Context, name string, initFiles []string) error {
+func (s *Store) retire(ctx context.Context, name string, vol *Volume) error {
+	initFiles := vol.InitFiles
 	volLink, _ := readLink(s.path(name))
 	initLink, _ := readLink(s.path(name + initSuffix))
-	if !s.roomForSpare() {
+	// A limited volume's directories carry its project id or image: not
+	// worth scrubbing for reuse.
+	if vol.Limit != nil || !s.roomForSpare() {
 		for _, dir := range []string{name, name + initSuffix} {
 			if err := s.removeAll(ctx, s.path(dir)); err != nil {
 				return err

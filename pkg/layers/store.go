@@ -14,6 +14,7 @@ import (
 
 	"github.com/layerset/layerset-csi/pkg/archive"
 	"github.com/layerset/layerset-csi/pkg/overlay"
+	"github.com/layerset/layerset-csi/pkg/quota"
 )
 
 const (
@@ -65,6 +66,9 @@ type Options struct {
 	// Spares bounds how many removed volumes' emptied directories are kept
 	// for new volumes to reuse. Zero means 32; negative keeps none.
 	Spares int
+	// Quota says how volumes with a size are limited; its Dir is the
+	// store's. The zero value ignores sizes.
+	Quota quota.Options
 }
 
 // Store is a layer store rooted at one directory. It is safe for concurrent
@@ -78,6 +82,8 @@ type Store struct {
 	// held shared while sharers > 0 (see lock).
 	mu        sync.RWMutex
 	flockFile *os.File
+
+	limits *quota.Limiter
 	sharedMu  sync.Mutex
 	sharers   int
 	imports   singleflight.Group
@@ -135,6 +141,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	defer unlock()
 	if err := s.repair(ctx); err != nil {
 		return nil, fmt.Errorf("repair store %s: %w", s.dir, err)
+	}
+	if err := s.openLimits(ctx); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", s.dir, err)
 	}
 	return s, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/layerset/layerset-csi/internal/atomicfile"
 	"github.com/layerset/layerset-csi/pkg/overlay"
+	"github.com/layerset/layerset-csi/pkg/quota"
 	"github.com/layerset/layerset-csi/pkg/volumeid"
 )
 
@@ -46,6 +47,10 @@ type VolumeSpec struct {
 	// Flags are the mount's attributes (nosuid, nodev, noexec, ...), as
 	// the caller decided them; the zero value sets none.
 	Flags overlay.Flags
+	// Size limits what the upper may hold, in bytes; zero means no limit.
+	// It is set when the volume is made; a larger size on a later Mount
+	// raises the limit, a smaller one is ignored.
+	Size int64
 }
 
 // Volume is the record the store keeps for a volume, in <vol>/volume.json.
@@ -60,6 +65,8 @@ type Volume struct {
 	InitFiles []string `json:"initFiles"`
 	// Flags are the attributes the volume is mounted with.
 	Flags overlay.Flags `json:"flags"`
+	// Limit is the upper's size limit; nil when it has none.
+	Limit *quota.Limit `json:"limit,omitempty"`
 	// Dir is the volume's directory in the store; not persisted.
 	Dir string `json:"-"`
 }
@@ -74,6 +81,9 @@ func (spec VolumeSpec) validate() error {
 	if n := len(spec.Layers) + 1; n > overlay.MaxLowers {
 		return fmt.Errorf("%w: %d lower layers (%d in the chain plus the init layer), the limit is %d",
 			ErrTooManyLayers, n, len(spec.Layers), overlay.MaxLowers)
+	}
+	if spec.Size < 0 {
+		return fmt.Errorf("%w: volume size %d is negative", ErrInvalid, spec.Size)
 	}
 	if spec.Target != "" && !filepath.IsAbs(spec.Target) {
 		return fmt.Errorf("%w: mount target %q must be an absolute path", ErrInvalid, spec.Target)
@@ -153,14 +163,14 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 	}
 	var lowers []string
 	if fresh {
-		lowers, err = s.createVolume(name, vol, chain, spec.Init, !spec.Ephemeral)
+		lowers, err = s.createVolume(ctx, name, vol, chain, spec)
 	} else {
-		lowers, err = s.refreshVolume(name, vol, chain, spec.Init, !spec.Ephemeral)
+		lowers, err = s.refreshVolume(ctx, name, vol, chain, spec)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("compose volume %q: %w", spec.ID, err)
 	}
-	cfg, err := s.mountConfig(name, lowers, spec.ReadOnly)
+	cfg, err := s.mountConfig(name, vol.Limit, lowers, spec.ReadOnly)
 	cfg.Flags = spec.Flags
 	if err != nil {
 		return nil, err
@@ -180,19 +190,20 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 // mountConfig builds the overlay configuration. A read-only mount of a
 // volume whose upper holds data shows that data as its top lower, so making
 // a written volume read-only hides nothing.
-func (s *Store) mountConfig(name string, lowers []string, readOnly bool) (overlay.Config, error) {
+func (s *Store) mountConfig(name string, lim *quota.Limit, lowers []string, readOnly bool) (overlay.Config, error) {
 	cfg := overlay.Config{Dir: s.dir, Lowers: lowers}
+	upper := filepath.Join(upperRoot(name, lim), diffName)
 	if !readOnly {
-		cfg.Upper = filepath.Join(name, diffName)
-		cfg.Work = filepath.Join(name, workName)
+		cfg.Upper = upper
+		cfg.Work = filepath.Join(upperRoot(name, lim), workName)
 		return cfg, cfg.Validate()
 	}
-	empty, err := isEmptyDir(s.path(name, diffName))
+	empty, err := isEmptyDir(s.path(upper))
 	if err != nil {
 		return cfg, err
 	}
 	if !empty {
-		cfg.Lowers = append([]string{filepath.Join(name, diffName)}, lowers...)
+		cfg.Lowers = append([]string{upper}, lowers...)
 	}
 	return cfg, cfg.Validate()
 }
@@ -222,7 +233,8 @@ func (s *Store) chainLinks(layers []v1.Hash) ([]string, error) {
 // their metadata synced together when durable, and renames them into
 // place, the init layer first: a crash leaves no volume, or one whole. It
 // returns the lowers, uppermost first.
-func (s *Store) createVolume(name string, vol *Volume, chain []string, init []InitFile, durable bool) (lowers []string, err error) {
+func (s *Store) createVolume(ctx context.Context, name string, vol *Volume, chain []string, spec VolumeSpec) (lowers []string, err error) {
+	init, durable := spec.Init, !spec.Ephemeral
 	sk, err := s.skeleton(name)
 	if err != nil {
 		return nil, err
@@ -234,6 +246,16 @@ func (s *Store) createVolume(name string, vol *Volume, chain []string, init []In
 	}()
 	if err := writeInitFiles(filepath.Join(sk.init, diffName), init, sk.initFiles); err != nil {
 		return nil, err
+	}
+	if spec.Size > 0 && !spec.ReadOnly {
+		if vol.Limit, err = s.limits.Create(ctx, sk.vol, spec.Size); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrLimit, err)
+		}
+		defer func() {
+			if err != nil {
+				err = errors.Join(err, s.limits.Release(ctx, sk.vol, vol.Limit))
+			}
+		}()
 	}
 	initID, err := s.reserveLinkPreferring(name+initSuffix, sk.initLink)
 	if err != nil {
@@ -273,21 +295,32 @@ func (s *Store) createVolume(name string, vol *Volume, chain []string, init []In
 	if err = os.Rename(sk.vol, s.path(name)); err != nil {
 		return nil, errors.Join(err, s.removeAll(context.Background(), s.path(name+initSuffix)))
 	}
+	vol.Dir = s.path(name)
+	if err := s.limits.Activate(ctx, vol.Dir, vol.Limit); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrLimit, err)
+	}
 	return lowers, nil
 }
 
 // refreshVolume prepares an existing volume for another mount: new init
 // files, and the chain of this mount, which may differ from the last one.
-func (s *Store) refreshVolume(name string, vol *Volume, chain []string, init []InitFile, durable bool) ([]string, error) {
+func (s *Store) refreshVolume(ctx context.Context, name string, vol *Volume, chain []string, spec VolumeSpec) ([]string, error) {
+	init, durable := spec.Init, !spec.Ephemeral
 	if err := s.writeInitLayer(name+initSuffix, init); err != nil {
 		return nil, err
+	}
+	if err := s.limits.Activate(ctx, vol.Dir, vol.Limit); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrLimit, err)
+	}
+	if err := s.sizeVolume(ctx, vol, spec.Size); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrLimit, err)
 	}
 	initID, err := readLink(s.path(name + initSuffix))
 	if err != nil {
 		return nil, err
 	}
 	// A volume first composed read-only may lack its work dir.
-	if err := os.MkdirAll(s.path(name, workName), 0o700); err != nil {
+	if err := os.MkdirAll(s.path(upperRoot(name, vol.Limit), workName), 0o700); err != nil {
 		return nil, err
 	}
 	lowers := append([]string{filepath.Join(linkDir, initID)}, chain...)
@@ -358,7 +391,13 @@ func (s *Store) Unmount(ctx context.Context, id string, upper Upper) error {
 		}
 	}
 	if upper == KeepUpper {
-		return nil
+		return s.limits.Deactivate(ctx, vol.Dir, vol.Limit)
+	}
+	// The limit goes first: an image still mounted would be emptied file
+	// by file by the removal. A freed project id may still be charged for
+	// the files not yet removed; allocation skips such ids.
+	if err := s.limits.Release(ctx, vol.Dir, vol.Limit); err != nil {
+		return fmt.Errorf("release the size limit of volume %q: %w", id, err)
 	}
 	// Record the release as the layers' last use, for garbage collection.
 	for _, l := range vol.Layers {
@@ -368,7 +407,7 @@ func (s *Store) Unmount(ctx context.Context, id string, upper Upper) error {
 			}
 		}
 	}
-	if err := s.retire(ctx, name, vol.InitFiles); err != nil {
+	if err := s.retire(ctx, name, vol); err != nil {
 		return err
 	}
 	klog.FromContext(ctx).V(2).Info("Removed volume", "volumeID", id)
@@ -409,9 +448,6 @@ func (s *Store) Volumes() ([]*Volume, error) {
 	}
 	return out, nil
 }
-
-// UpperDir returns the directory that holds the volume's writes.
-func (v *Volume) UpperDir() string { return filepath.Join(v.Dir, diffName) }
 
 func (s *Store) readVolume(name string) (*Volume, error) {
 	b, err := os.ReadFile(s.path(name, recordName))

@@ -1,0 +1,351 @@
+package quota
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"k8s.io/klog/v2"
+)
+
+// Method is how one volume's upper is limited; recorded with the volume,
+// since a node's mode may change while its volumes live on.
+type Method string
+
+const (
+	// MethodProject charges the upper to a project quota.
+	MethodProject Method = "project"
+	// MethodImage keeps the upper in a filesystem image of its own.
+	MethodImage Method = "image"
+)
+
+// Limit is what a volume's record keeps of its limit.
+type Limit struct {
+	Bytes  int64  `json:"bytes"`
+	Method Method `json:"method"`
+	// Project is the project id, for MethodProject.
+	Project uint32 `json:"project,omitempty"`
+}
+
+// IDRange is the project ids a node may give its volumes, both ends
+// included: the --project-ids flag.
+type IDRange struct{ First, Last uint32 }
+
+// DefaultIDRange stays clear of the low ids administrators hand out in
+// /etc/projid and of the kubelet's own quota ids.
+var DefaultIDRange = IDRange{First: 2_000_000_000, Last: 2_099_999_999}
+
+// ParseIDRange reads FIRST-LAST.
+func ParseIDRange(s string) (IDRange, error) {
+	a, b, ok := strings.Cut(s, "-")
+	first, err1 := strconv.ParseUint(a, 10, 32)
+	last, err2 := strconv.ParseUint(b, 10, 32)
+	if !ok || err1 != nil || err2 != nil || first == 0 || first > last {
+		return IDRange{}, fmt.Errorf("project id range %q is not FIRST-LAST with 0 < FIRST <= LAST < 2^32", s)
+	}
+	return IDRange{First: uint32(first), Last: uint32(last)}, nil
+}
+
+func (r IDRange) String() string { return fmt.Sprintf("%d-%d", r.First, r.Last) }
+
+// Options configure a Limiter.
+type Options struct {
+	Mode Mode
+	// Dir is where the volumes live: project quotas must be enforced on
+	// its filesystem.
+	Dir        string
+	ProjectIDs IDRange
+	Image      ImageOptions
+}
+
+// Layout names the directories of a limited volume, relative to the
+// volume's own directory.
+const (
+	// ImageFile is the filesystem image of a MethodImage volume.
+	ImageFile = "upper.img"
+	// ImageMount is where that image is mounted; the upper and work
+	// directories are inside it.
+	ImageMount = "upper"
+)
+
+// Limiter gives volumes their limits by the method the node settled on
+// when it opened. It is safe for concurrent use.
+type Limiter struct {
+	opts Options
+	// method is what new sized volumes get; empty when sizes are ignored
+	// (ModeOff) or refused (ModeProject without support: refusal says why).
+	method  Method
+	refusal error
+
+	mu   sync.Mutex
+	used map[uint32]string // project id → volume directory
+}
+
+// Open probes Dir once and settles on a method.
+func Open(ctx context.Context, opts Options) (*Limiter, error) {
+	if opts.ProjectIDs == (IDRange{}) {
+		opts.ProjectIDs = DefaultIDRange
+	}
+	if opts.Image.Mkfs == "" {
+		opts.Image.Mkfs = "mkfs.ext4"
+	}
+	l := &Limiter{opts: opts, used: map[uint32]string{}}
+	log := klog.FromContext(ctx)
+	switch opts.Mode {
+	case ModeOff:
+		log.Info("Volume sizes are not enforced", "quota", opts.Mode)
+		return l, nil
+	case ModeFallback:
+		l.method = MethodImage
+	case ModeProject, ModeAuto:
+		err := ProbeProject(opts.Dir)
+		switch {
+		case err == nil:
+			l.method = MethodProject
+		case opts.Mode == ModeProject:
+			l.refusal = fmt.Errorf("--quota=project: %w", err)
+		default:
+			log.Info("No project quotas: sized volumes get a filesystem image each", "dir", opts.Dir, "reason", err.Error())
+			l.method = MethodImage
+		}
+	default:
+		return nil, fmt.Errorf("quota mode %q is not one of auto, project, fallback, off", opts.Mode)
+	}
+	if l.refusal != nil {
+		log.Info("Sized volumes are refused", "quota", opts.Mode, "dir", opts.Dir, "reason", l.refusal.Error())
+		return l, nil
+	}
+	log.Info("Volume sizes are enforced", "quota", opts.Mode, "method", l.method, "dir", opts.Dir)
+	return l, nil
+}
+
+// Method is what new sized volumes get: "project", "image", or "" when
+// sizes are ignored or refused.
+func (l *Limiter) Method() Method { return l.method }
+
+// Enforced reports whether sized volumes are limited; when they are
+// refused, the error says why.
+func (l *Limiter) Enforced() (bool, error) { return l.method != "", l.refusal }
+
+// Adopt claims the project id of an existing volume, as its record tells
+// at start, so it is never handed out again while the volume lives.
+func (l *Limiter) Adopt(volDir string, lim *Limit) error {
+	if lim == nil || lim.Method != MethodProject {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if other, ok := l.used[lim.Project]; ok && other != volDir {
+		return fmt.Errorf("project id %d is recorded for both %s and %s", lim.Project, other, volDir)
+	}
+	l.used[lim.Project] = volDir
+	return nil
+}
+
+// Create gives a new volume, whose directory volDir holds empty diff/ and
+// work/ directories, a limit of bytes. It returns (nil, nil) when sizes
+// are ignored.
+func (l *Limiter) Create(ctx context.Context, volDir string, bytes int64) (*Limit, error) {
+	if err := checkLimit(bytes); err != nil {
+		return nil, err
+	}
+	if l.refusal != nil {
+		return nil, l.refusal
+	}
+	switch l.method {
+	case MethodProject:
+		id, err := l.allocate(volDir)
+		if err != nil {
+			return nil, err
+		}
+		lim := &Limit{Bytes: bytes, Method: MethodProject, Project: id}
+		for _, sub := range []string{"diff", "work"} {
+			if err = SetProject(filepath.Join(volDir, sub), id); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = SetProjectLimit(volDir, id, bytes)
+		}
+		if err != nil {
+			l.free(id)
+			return nil, err
+		}
+		return lim, nil
+	case MethodImage:
+		if err := CreateImage(ctx, l.opts.Image, filepath.Join(volDir, ImageFile), bytes); err != nil {
+			return nil, err
+		}
+		return &Limit{Bytes: bytes, Method: MethodImage}, nil
+	}
+	return nil, nil
+}
+
+// allocate finds a project id no volume of ours has and nothing on the
+// filesystem is charged to: an id in use by someone else is never shared.
+func (l *Limiter) allocate(volDir string) (uint32, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.opts.ProjectIDs
+	for id := r.First; ; id++ {
+		if _, taken := l.used[id]; !taken {
+			u, err := ProjectUsage(l.opts.Dir, id)
+			if err != nil {
+				return 0, err
+			}
+			if u.Bytes == 0 && u.Inodes == 0 && u.Limit == 0 {
+				l.used[id] = volDir
+				return id, nil
+			}
+		}
+		if id == r.Last {
+			return 0, fmt.Errorf("every project id in %s is in use", r)
+		}
+	}
+}
+
+func (l *Limiter) free(id uint32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.used, id)
+}
+
+// Dir is where a volume's diff/ and work/ directories are, given its
+// limit (nil: unlimited).
+func Dir(volDir string, lim *Limit) string {
+	if lim != nil && lim.Method == MethodImage {
+		return filepath.Join(volDir, ImageMount)
+	}
+	return volDir
+}
+
+// Activate readies a volume's limit before its overlay is mounted: an
+// image is mounted (after a restart or a reboot) and its upper and work
+// directories made; a project id is checked still to be the volume's.
+func (l *Limiter) Activate(ctx context.Context, volDir string, lim *Limit) error {
+	if lim == nil {
+		return nil
+	}
+	switch lim.Method {
+	case MethodImage:
+		path, mnt := filepath.Join(volDir, ImageFile), filepath.Join(volDir, ImageMount)
+		if err := mkdirOwn(mnt); err != nil {
+			return err
+		}
+		if err := MountImage(ctx, path, mnt); err != nil {
+			return err
+		}
+		for _, sub := range []string{"diff", "work"} {
+			if err := mkdirOwn(filepath.Join(mnt, sub)); err != nil {
+				return err
+			}
+		}
+		return SetImageLimit(ctx, path, mnt, lim.Bytes)
+	case MethodProject:
+		id, err := ProjectOf(filepath.Join(volDir, "diff"))
+		if err != nil {
+			return err
+		}
+		if id != lim.Project {
+			return fmt.Errorf("the upper of %s has project id %d, its record says %d", volDir, id, lim.Project)
+		}
+		return SetProjectLimit(volDir, id, lim.Bytes)
+	}
+	return fmt.Errorf("volume %s: unknown limit method %q", volDir, lim.Method)
+}
+
+// Deactivate undoes Activate once the overlay is unmounted and the upper
+// is kept: an image is unmounted, which frees its loop device.
+func (l *Limiter) Deactivate(ctx context.Context, volDir string, lim *Limit) error {
+	if lim == nil || lim.Method != MethodImage {
+		return nil
+	}
+	return UnmountImage(ctx, filepath.Join(volDir, ImageFile), filepath.Join(volDir, ImageMount))
+}
+
+// Release ends a volume's limit before its directories are removed: the
+// image is unmounted, the project limit removed and its id freed.
+func (l *Limiter) Release(ctx context.Context, volDir string, lim *Limit) error {
+	if lim == nil {
+		return nil
+	}
+	switch lim.Method {
+	case MethodImage:
+		return l.Deactivate(ctx, volDir, lim)
+	case MethodProject:
+		if err := SetProjectLimit(volDir, lim.Project, 0); err != nil {
+			return err
+		}
+		l.free(lim.Project)
+	}
+	return nil
+}
+
+// Resize raises a live volume's limit to bytes; a smaller limit is
+// ErrShrink.
+func (l *Limiter) Resize(ctx context.Context, volDir string, lim *Limit, bytes int64) (*Limit, error) {
+	if err := checkLimit(bytes); err != nil {
+		return nil, err
+	}
+	if bytes < lim.Bytes {
+		return nil, fmt.Errorf("%w: from %d to %d bytes", ErrShrink, lim.Bytes, bytes)
+	}
+	next := *lim
+	next.Bytes = bytes
+	switch lim.Method {
+	case MethodImage:
+		mnt := filepath.Join(volDir, ImageMount)
+		if err := SetImageLimit(ctx, filepath.Join(volDir, ImageFile), mnt, bytes); err != nil {
+			return nil, err
+		}
+	case MethodProject:
+		if err := SetProjectLimit(volDir, lim.Project, bytes); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("volume %s: unknown limit method %q", volDir, lim.Method)
+	}
+	return &next, nil
+}
+
+// Usage is what the volume holds against its limit, read from the quota
+// or the image's filesystem: no walk of the tree.
+func (l *Limiter) Usage(ctx context.Context, volDir string, lim *Limit) (Usage, error) {
+	switch lim.Method {
+	case MethodImage:
+		u, err := ImageUsage(filepath.Join(volDir, ImageMount))
+		if err == nil {
+			u.Limit = lim.Bytes
+		}
+		return u, err
+	case MethodProject:
+		u, err := ProjectUsage(volDir, lim.Project)
+		if err == nil {
+			u.Limit = lim.Bytes
+		}
+		return u, err
+	}
+	return Usage{}, errors.New("unknown limit method " + string(lim.Method))
+}
+
+// mkdirOwn makes dir, or accepts it as it is when it is a directory: never
+// a symlink left in its place.
+func mkdirOwn(dir string) error {
+	err := os.Mkdir(dir, 0o755)
+	if errors.Is(err, os.ErrExist) {
+		fi, lerr := os.Lstat(dir)
+		if lerr != nil {
+			return lerr
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", dir)
+		}
+		return nil
+	}
+	return err
+}
