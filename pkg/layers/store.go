@@ -83,10 +83,10 @@ type Store struct {
 	mu        sync.RWMutex
 	flockFile *os.File
 
-	limits *quota.Limiter
-	sharedMu  sync.Mutex
-	sharers   int
-	imports   singleflight.Group
+	limits   *quota.Limiter
+	sharedMu sync.Mutex
+	sharers  int
+	imports  singleflight.Group
 	// links caches layer directory name -> short id. A layer keeps its id
 	// for as long as it exists; GC forgets the ids of layers it removes.
 	links sync.Map

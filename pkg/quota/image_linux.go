@@ -33,7 +33,7 @@ const (
 	fitStep = 1 << 20
 	// inodeRatio is one inode per 8 KiB, twice ext4's default density:
 	// uppers often hold many small files.
-	inodeRatio = "8192"
+	inodeRatio  = "8192"
 	mkfsTimeout = 2 * time.Minute
 	loopRetries = 16
 
@@ -143,7 +143,6 @@ func MountImage(ctx context.Context, path, dir string) error {
 	}
 	return nil
 }
-
 
 // UnmountImage unmounts the image mounted at dir, if any; autoclear then
 // frees its loop device.
