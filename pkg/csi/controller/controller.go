@@ -1,7 +1,9 @@
 // Package controller is the CSI Controller service of layerset-csi.
 // Creating a volume only records it, so that a retry gets the same answer
 // and DeleteVolume knows what it made; a node composes the volume when it
-// is staged.
+// is staged. The record holds the volume's size, the limit of its
+// writable upper, which the node enforces and ControllerExpandVolume
+// raises.
 package controller
 
 import (
@@ -31,7 +33,8 @@ type Config struct {
 	// subdirectory "controller"; it may be shared with a node service.
 	StateDir string
 	// Catalog, when set, is asked whether a volume's LayerSet resolves
-	// before the volume is created.
+	// before the volume is created, and for the LayerSet's defaultSize
+	// and maxSize when a volume is created or expanded.
 	Catalog catalog.Catalog
 }
 
@@ -101,6 +104,9 @@ func (c *Server) ControllerGetCapabilities(context.Context, *csi.ControllerGetCa
 		// SINGLE_NODE_SINGLE_WRITER and SINGLE_NODE_MULTI_WRITER volumes
 		// are accepted (Kubernetes' ReadWriteOncePod needs this).
 		csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+		// A volume's size is a number in its record; growing it is
+		// recorded here and applied live by the node.
+		csi.ControllerServiceCapability_RPC_EXPAND_VOLUME,
 	} {
 		caps = append(caps, &csi.ControllerServiceCapability{
 			Type: &csi.ControllerServiceCapability_Rpc{Rpc: &csi.ControllerServiceCapability_RPC{Type: t}},
@@ -112,10 +118,13 @@ func (c *Server) ControllerGetCapabilities(context.Context, *csi.ControllerGetCa
 // CreateVolume records a volume of the LayerSet the parameters name. A
 // writable volume is pinned to the node its accessibility requirements
 // select, since its upper lives there; a read-only one is composable on
-// every node. Asked again with the same name, it returns the same volume
-// if the request is compatible with it, AlreadyExists if not.
+// every node. Its size is the capacity range's (required_bytes, else
+// limit_bytes), else the deprecated upperSizeHint parameter's, else the
+// LayerSet's defaultSize, else none; at most the LayerSet's maxSize.
+// Asked again with the same name, it returns the same volume if the
+// request is compatible with it, AlreadyExists if not.
 func (c *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
-	want, err := c.newVolume(req)
+	want, source, err := c.newVolume(req)
 	if err != nil {
 		return nil, err
 	}
@@ -136,41 +145,65 @@ func (c *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		return &csi.CreateVolumeResponse{Volume: have.csiVolume()}, nil
 	}
 	if c.cfg.Catalog != nil {
-		if _, _, err := c.cfg.Catalog.Resolve(ctx, want.Params.LayerSet); err != nil {
+		ls, _, err := c.cfg.Catalog.Resolve(ctx, want.Params.LayerSet)
+		if err != nil {
 			return nil, rpc.Status(ctx, fmt.Errorf("volume %q cannot be created: %w", req.GetName(), err))
 		}
+		if want.SizeBytes == 0 {
+			if want.SizeBytes, err = defaultSize(ls); err != nil {
+				return nil, err
+			}
+			if want.SizeBytes > 0 {
+				source = sizeFromDefault
+			}
+		}
+		if err := checkMaxSize(ls, want.SizeBytes, fmt.Sprintf("volume %q", req.GetName())); err != nil {
+			return nil, err
+		}
+	}
+	logger := klog.FromContext(ctx)
+	if want.Params.UpperSizeHint != "" {
+		// Still honoured for one release, for COs that send no capacity.
+		logger.Info("Deprecated: StorageClass parameter "+paramUpperSizeHint+"; the claim's storage request (CSI capacity_range) is the volume's size",
+			"name", want.Name, paramUpperSizeHint, want.Params.UpperSizeHint, "usedAsSize", source == sizeFromHint)
 	}
 	want.Created = time.Now().UTC()
 	if err := c.volumes.Save(want.ID, want, atomicfile.Durable); err != nil {
 		return nil, rpc.Status(ctx, err)
 	}
-	klog.FromContext(ctx).Info("Created volume", "name", want.Name, "volumeID", want.ID, "layerSet", want.Params.LayerSet,
-		"writable", want.Writable, "node", want.Node)
+	logger.Info("Created volume", "name", want.Name, "volumeID", want.ID, "layerSet", want.Params.LayerSet,
+		"writable", want.Writable, "node", want.Node, "size", describeSize(want.SizeBytes), "sizeFrom", source)
 	return &csi.CreateVolumeResponse{Volume: want.csiVolume()}, nil
 }
 
-// newVolume validates a CreateVolume request into the record it asks for.
-func (c *Server) newVolume(req *csi.CreateVolumeRequest) (*createdVolume, error) {
+// newVolume validates a CreateVolume request into the record it asks for,
+// and says where its size came from. The LayerSet's defaultSize and
+// maxSize are applied later, once the volume is known to be new.
+func (c *Server) newVolume(req *csi.CreateVolumeRequest) (*createdVolume, sizeSource, error) {
 	if err := rpc.RequireField("name", req.GetName()); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	writable, err := checkCreateCapabilities(req.GetVolumeCapabilities())
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	params, err := parseClassParams(req.GetParameters())
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	required, limit, err := checkCapacityRange(req.GetCapacityRange())
+	required, limit, rangeSize, err := checkCapacityRange(req.GetCapacityRange())
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	size, source, err := requestedSize(rangeSize, params)
+	if err != nil {
+		return nil, "", err
 	}
 	if req.GetVolumeContentSource() != nil {
-		return nil, status.Error(codes.InvalidArgument, "volume_content_source is not supported: a volume starts as its LayerSet, it cannot be cloned or restored from a snapshot")
+		return nil, "", status.Error(codes.InvalidArgument, "volume_content_source is not supported: a volume starts as its LayerSet, it cannot be cloned or restored from a snapshot")
 	}
 	if len(req.GetMutableParameters()) > 0 {
-		return nil, status.Errorf(codes.InvalidArgument, "mutable_parameters %v are not supported: this driver has no volume attributes to modify", req.GetMutableParameters())
+		return nil, "", status.Errorf(codes.InvalidArgument, "mutable_parameters %v are not supported: this driver has no volume attributes to modify", req.GetMutableParameters())
 	}
 	v := &createdVolume{
 		ID:            volumeIDForName(req.GetName()),
@@ -178,14 +211,16 @@ func (c *Server) newVolume(req *csi.CreateVolumeRequest) (*createdVolume, error)
 		Params:        params,
 		RequiredBytes: required,
 		LimitBytes:    limit,
+		Sized:         true,
+		SizeBytes:     size,
 		Writable:      writable,
 	}
 	if writable {
 		if v.Node, err = pinnedNode(req.GetAccessibilityRequirements()); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
-	return v, nil
+	return v, source, nil
 }
 
 // compatible decides whether an existing volume answers a CreateVolume
@@ -199,7 +234,7 @@ func compatible(have, want *createdVolume, topo *csi.TopologyRequirement) error 
 	switch {
 	case have.Params != want.Params:
 		return conflict("LayerSet or upper size hint (%s %q, %s %q; asked for %q, %q)", names.ParamLayerSet, have.Params.LayerSet,
-			names.ParamUpperSizeHint, have.Params.UpperSizeHint, want.Params.LayerSet, want.Params.UpperSizeHint)
+			paramUpperSizeHint, have.Params.UpperSizeHint, want.Params.LayerSet, want.Params.UpperSizeHint)
 	case have.RequiredBytes != want.RequiredBytes || have.LimitBytes != want.LimitBytes:
 		return conflict("capacity range (%d..%d bytes; asked for %d..%d)", have.RequiredBytes, have.LimitBytes, want.RequiredBytes, want.LimitBytes)
 	case want.Writable && !have.Writable:
@@ -213,12 +248,26 @@ func compatible(have, want *createdVolume, topo *csi.TopologyRequirement) error 
 func (v *createdVolume) csiVolume() *csi.Volume {
 	return &csi.Volume{
 		VolumeId: v.ID,
-		// Unknown: the volume has no size of its own, its writes take
-		// the free space of the node's disk.
-		CapacityBytes:      0,
-		VolumeContext:      v.Params.volumeContext(),
+		// 0, unknown, for a volume without a size: its writes take the
+		// free space of the node's disk.
+		CapacityBytes:      v.SizeBytes,
+		VolumeContext:      v.volumeContext(),
 		AccessibleTopology: pinnedTopology(v.Node),
 	}
+}
+
+// volumeContext is what the node is told about the volume. A read-only
+// volume has no upper, so its size, though recorded and reported, limits
+// nothing and is not passed on.
+func (v *createdVolume) volumeContext() map[string]string {
+	if !v.Sized {
+		return v.Params.volumeContext()
+	}
+	vc := map[string]string{names.ContextLayerSet: v.Params.LayerSet}
+	if v.Writable && v.SizeBytes > 0 {
+		vc[names.ContextSize] = quantity(v.SizeBytes)
+	}
+	return vc
 }
 
 // DeleteVolume forgets a volume. Its upper, if a node kept one, is removed
@@ -292,8 +341,8 @@ func (v *createdVolume) unsupported(req *csi.ValidateVolumeCapabilitiesRequest) 
 	case writable && !v.Writable:
 		return fmt.Sprintf("volume %s was created read-only; %s asks for writes", v.ID, describeCapabilities(req.GetVolumeCapabilities()))
 	}
-	if vc := req.GetVolumeContext(); len(vc) > 0 && !maps.Equal(vc, v.Params.volumeContext()) {
-		return fmt.Sprintf("volume context %v is not the volume's, %v", vc, v.Params.volumeContext())
+	if vc := req.GetVolumeContext(); len(vc) > 0 && !sameContext(vc, v.volumeContext()) {
+		return fmt.Sprintf("volume context %v is not the volume's, %v", vc, v.volumeContext())
 	}
 	if params := req.GetParameters(); len(params) > 0 {
 		p, err := parseClassParams(params)
@@ -302,11 +351,21 @@ func (v *createdVolume) unsupported(req *csi.ValidateVolumeCapabilitiesRequest) 
 		}
 		if p != v.Params {
 			return fmt.Sprintf("parameters %v do not match the volume's (%s %q, %s %q)", params,
-				names.ParamLayerSet, v.Params.LayerSet, names.ParamUpperSizeHint, v.Params.UpperSizeHint)
+				names.ParamLayerSet, v.Params.LayerSet, paramUpperSizeHint, v.Params.UpperSizeHint)
 		}
 	}
 	if len(req.GetMutableParameters()) > 0 {
 		return fmt.Sprintf("mutable_parameters %v are not supported", req.GetMutableParameters())
 	}
 	return ""
+}
+
+// sameContext compares volume contexts but for their sizes: a PV keeps
+// the size it was created with in its attributes, which cannot change,
+// while ControllerExpandVolume grows the volume.
+func sameContext(a, b map[string]string) bool {
+	a, b = maps.Clone(a), maps.Clone(b)
+	delete(a, names.ContextSize)
+	delete(b, names.ContextSize)
+	return maps.Equal(a, b)
 }

@@ -122,11 +122,12 @@ func TestControllerCreateVolume(t *testing.T) {
 		req  *csi.CreateVolumeRequest
 		code codes.Code
 		msgs []string
-		// For successful calls: the volume's id, context and the node it
-		// is pinned to ("" for none).
-		id      string
-		context map[string]string
-		node    string
+		// For successful calls: the volume's id, capacity, context and
+		// the node it is pinned to ("" for none).
+		id       string
+		capacity int64
+		context  map[string]string
+		node     string
 	}{
 		{name: "writable, no topology: not pinned", req: ctrlCreateReq("pvc-1"),
 			id: "pvc-1", context: map[string]string{names.ContextLayerSet: "tools"}},
@@ -153,10 +154,24 @@ func TestControllerCreateVolume(t *testing.T) {
 			req: ctrlCreateReq("pvc-meta", ctrlWithParam("csi.storage.k8s.io/pvc/name", "data"),
 				ctrlWithParam("csi.storage.k8s.io/pvc/namespace", "default"), ctrlWithParam("csi.storage.k8s.io/pv/name", "pvc-meta")),
 			id: "pvc-meta", context: map[string]string{names.ContextLayerSet: "tools"}},
-		{name: "upperSizeHint in canonical form", req: ctrlCreateReq("pvc-hint", ctrlWithParam(names.ParamUpperSizeHint, "1024Mi")),
-			id: "pvc-hint", context: map[string]string{names.ContextLayerSet: "tools", names.ContextUpperSizeHint: "1Gi"}},
-		{name: "capacity accepted", req: ctrlCreateReq("pvc-cap", ctrlWithCapacity(1<<30, 2<<30)),
-			id: "pvc-cap", context: map[string]string{names.ContextLayerSet: "tools"}},
+		{name: "no capacity range: unlimited", req: ctrlCreateReq("pvc-unlimited", ctrlWithCapacity(0, 0)),
+			id: "pvc-unlimited", context: map[string]string{names.ContextLayerSet: "tools"}},
+		{name: "deprecated upperSizeHint is the size without a capacity range", req: ctrlCreateReq("pvc-hint", ctrlWithParam(paramUpperSizeHint, "1024Mi")),
+			id: "pvc-hint", capacity: 1 << 30, context: map[string]string{names.ContextLayerSet: "tools", names.ContextSize: "1Gi"}},
+		{name: "required_bytes is the size", req: ctrlCreateReq("pvc-cap", ctrlWithCapacity(1<<30, 2<<30)),
+			id: "pvc-cap", capacity: 1 << 30, context: map[string]string{names.ContextLayerSet: "tools", names.ContextSize: "1Gi"}},
+		{name: "limit_bytes is the size without required_bytes", req: ctrlCreateReq("pvc-limit", ctrlWithCapacity(0, 64<<20)),
+			id: "pvc-limit", capacity: 64 << 20, context: map[string]string{names.ContextLayerSet: "tools", names.ContextSize: "64Mi"}},
+		{name: "capacity range wins over upperSizeHint", req: ctrlCreateReq("pvc-both", ctrlWithCapacity(64<<20, 0), ctrlWithParam(paramUpperSizeHint, "1Gi")),
+			id: "pvc-both", capacity: 64 << 20, context: map[string]string{names.ContextLayerSet: "tools", names.ContextSize: "64Mi"}},
+		{name: "size not a multiple of 1024 in bytes", req: ctrlCreateReq("pvc-dec", ctrlWithCapacity(1e9, 0)),
+			id: "pvc-dec", capacity: 1e9, context: map[string]string{names.ContextLayerSet: "tools", names.ContextSize: "1000000000"}},
+		{name: "odd size in bytes", req: ctrlCreateReq("pvc-odd", ctrlWithCapacity(12345, 0)),
+			id: "pvc-odd", capacity: 12345, context: map[string]string{names.ContextLayerSet: "tools", names.ContextSize: "12345"}},
+		{name: "largest size", req: ctrlCreateReq("pvc-huge", ctrlWithCapacity(MaxSizeBytes, 0)),
+			id: "pvc-huge", capacity: MaxSizeBytes, context: map[string]string{names.ContextLayerSet: "tools", names.ContextSize: "1Ei"}},
+		{name: "read-only: capacity reported, no size to enforce", req: ctrlCreateReq("pvc-ro-cap", ctrlWithCaps(ctrlMountCap(ctrlROX)), ctrlWithCapacity(1<<30, 0)),
+			id: "pvc-ro-cap", capacity: 1 << 30, context: map[string]string{names.ContextLayerSet: "tools"}},
 		{name: "unsafe long name is hashed", req: ctrlCreateReq(longName),
 			id: volumeIDForName(longName), context: map[string]string{names.ContextLayerSet: "tools"}},
 		{name: "name looking like a hash is hashed", req: ctrlCreateReq("h-0123"),
@@ -180,16 +195,24 @@ func TestControllerCreateVolume(t *testing.T) {
 			code: codes.InvalidArgument, msgs: []string{`"Tools_v1"`}},
 		{name: "unknown parameters named", req: ctrlCreateReq("x", ctrlWithParam("fsType", "ext4"), ctrlWithParam("csi.storage.k8s.io/fstype", "ext4")),
 			code: codes.InvalidArgument, msgs: []string{`"csi.storage.k8s.io/fstype" "fsType"`}},
-		{name: "upperSizeHint not a quantity", req: ctrlCreateReq("x", ctrlWithParam(names.ParamUpperSizeHint, "ten gigs")),
-			code: codes.InvalidArgument, msgs: []string{names.ParamUpperSizeHint, `"ten gigs"`}},
-		{name: "upperSizeHint zero", req: ctrlCreateReq("x", ctrlWithParam(names.ParamUpperSizeHint, "0")),
+		{name: "upperSizeHint not a quantity", req: ctrlCreateReq("x", ctrlWithParam(paramUpperSizeHint, "ten gigs")),
+			code: codes.InvalidArgument, msgs: []string{paramUpperSizeHint, `"ten gigs"`}},
+		{name: "upperSizeHint zero", req: ctrlCreateReq("x", ctrlWithParam(paramUpperSizeHint, "0")),
 			code: codes.InvalidArgument, msgs: []string{"positive"}},
-		{name: "upperSizeHint negative", req: ctrlCreateReq("x", ctrlWithParam(names.ParamUpperSizeHint, "-1Gi")),
+		{name: "upperSizeHint negative", req: ctrlCreateReq("x", ctrlWithParam(paramUpperSizeHint, "-1Gi")),
 			code: codes.InvalidArgument, msgs: []string{"positive"}},
 		{name: "required above limit", req: ctrlCreateReq("x", ctrlWithCapacity(2<<30, 1<<30)),
 			code: codes.InvalidArgument, msgs: []string{"exceeds limit_bytes"}},
 		{name: "negative capacity", req: ctrlCreateReq("x", ctrlWithCapacity(-1, 0)),
 			code: codes.InvalidArgument, msgs: []string{"negative"}},
+		{name: "negative limit", req: ctrlCreateReq("x", ctrlWithCapacity(0, -1)),
+			code: codes.InvalidArgument, msgs: []string{"negative"}},
+		{name: "absurd size", req: ctrlCreateReq("x", ctrlWithCapacity(MaxSizeBytes+1, 0)),
+			code: codes.OutOfRange, msgs: []string{"1152921504606846977 bytes", "at most 1Ei"}},
+		{name: "absurd limit", req: ctrlCreateReq("x", ctrlWithCapacity(0, 1<<62)),
+			code: codes.OutOfRange, msgs: []string{"at most 1Ei"}},
+		{name: "absurd upperSizeHint", req: ctrlCreateReq("x", ctrlWithParam(paramUpperSizeHint, "9Ei")),
+			code: codes.InvalidArgument, msgs: []string{paramUpperSizeHint, `"9Ei"`, "at most 1Ei"}},
 		{name: "writable, topology without a node key",
 			req:  ctrlCreateReq("x", ctrlWithTopology([]*csi.Topology{{Segments: map[string]string{"topology.kubernetes.io/zone": "a"}}}, nil)),
 			code: codes.InvalidArgument, msgs: []string{names.TopologyKey, "zone"}},
@@ -212,7 +235,7 @@ func TestControllerCreateVolume(t *testing.T) {
 				}
 				return
 			}
-			want := &csi.Volume{VolumeId: tt.id, VolumeContext: tt.context, AccessibleTopology: pinnedTopology(tt.node)}
+			want := &csi.Volume{VolumeId: tt.id, CapacityBytes: tt.capacity, VolumeContext: tt.context, AccessibleTopology: pinnedTopology(tt.node)}
 			if !proto.Equal(resp.GetVolume(), want) {
 				t.Errorf("volume\n %v\nwant\n %v", resp.GetVolume(), want)
 			}
@@ -242,7 +265,7 @@ func TestControllerCreateVolumeAgain(t *testing.T) {
 		{name: "capacity added", second: []func(*csi.CreateVolumeRequest){ctrlWithCapacity(1<<30, 0)}, code: codes.AlreadyExists, msgs: []string{"capacity"}},
 		{name: "different LayerSet", second: []func(*csi.CreateVolumeRequest){ctrlWithParam(names.ParamLayerSet, "other")},
 			code: codes.AlreadyExists, msgs: []string{`"tools"`, `"other"`}},
-		{name: "different upper size hint", second: []func(*csi.CreateVolumeRequest){ctrlWithParam(names.ParamUpperSizeHint, "1Gi")},
+		{name: "different upper size hint", second: []func(*csi.CreateVolumeRequest){ctrlWithParam(paramUpperSizeHint, "1Gi")},
 			code: codes.AlreadyExists, msgs: []string{"upper size hint"}},
 		{name: "read-only, then writable", first: []func(*csi.CreateVolumeRequest){ctrlWithCaps(ctrlMountCap(ctrlROX))},
 			code: codes.AlreadyExists, msgs: []string{"read-only"}},
@@ -397,14 +420,14 @@ func TestControllerDeleteVolume(t *testing.T) {
 func TestControllerValidateVolumeCapabilities(t *testing.T) {
 	c := newTestController(t, t.TempDir(), nil)
 	for _, r := range []*csi.CreateVolumeRequest{
-		ctrlCreateReq("pvc-rw", ctrlWithParam(names.ParamUpperSizeHint, "2Gi"), ctrlWithTopology(ctrlTopology("n1"), nil)),
+		ctrlCreateReq("pvc-rw", ctrlWithParam(paramUpperSizeHint, "2Gi"), ctrlWithTopology(ctrlTopology("n1"), nil)),
 		ctrlCreateReq("pvc-ro", ctrlWithCaps(ctrlMountCap(ctrlROX))),
 	} {
 		if _, err := c.CreateVolume(t.Context(), r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	rwContext := map[string]string{names.ContextLayerSet: "tools", names.ContextUpperSizeHint: "2Gi"}
+	rwContext := map[string]string{names.ContextLayerSet: "tools", names.ContextSize: "2Gi"}
 	tests := []struct {
 		name string
 		req  *csi.ValidateVolumeCapabilitiesRequest
@@ -430,7 +453,10 @@ func TestControllerValidateVolumeCapabilities(t *testing.T) {
 		{name: "matching context and parameters", confirmed: true,
 			req: &csi.ValidateVolumeCapabilitiesRequest{VolumeId: "pvc-rw", VolumeCapabilities: []*csi.VolumeCapability{ctrlMountCap(ctrlRWO)},
 				VolumeContext: rwContext,
-				Parameters:    map[string]string{names.ParamLayerSet: "tools", names.ParamUpperSizeHint: "2048Mi", "csi.storage.k8s.io/pv/name": "pvc-rw"}}},
+				Parameters:    map[string]string{names.ParamLayerSet: "tools", paramUpperSizeHint: "2048Mi", "csi.storage.k8s.io/pv/name": "pvc-rw"}}},
+		{name: "context of the size before an expansion", confirmed: true,
+			req: &csi.ValidateVolumeCapabilitiesRequest{VolumeId: "pvc-rw", VolumeCapabilities: []*csi.VolumeCapability{ctrlMountCap(ctrlRWO)},
+				VolumeContext: map[string]string{names.ContextLayerSet: "tools", names.ContextSize: "1Gi"}}},
 		{name: "writable on read-only", msgs: []string{"read-only", "SINGLE_NODE_WRITER"},
 			req: &csi.ValidateVolumeCapabilitiesRequest{VolumeId: "pvc-ro", VolumeCapabilities: []*csi.VolumeCapability{ctrlMountCap(ctrlRWO)}}},
 		{name: "block", msgs: []string{"block"},
@@ -439,7 +465,7 @@ func TestControllerValidateVolumeCapabilities(t *testing.T) {
 			req: &csi.ValidateVolumeCapabilitiesRequest{VolumeId: "pvc-rw", VolumeCapabilities: []*csi.VolumeCapability{ctrlMountCap(ctrlRWX)}}},
 		{name: "other volume context", msgs: []string{"volume context"},
 			req: &csi.ValidateVolumeCapabilitiesRequest{VolumeId: "pvc-rw", VolumeCapabilities: []*csi.VolumeCapability{ctrlMountCap(ctrlRWO)},
-				VolumeContext: map[string]string{names.ContextLayerSet: "tools"}}},
+				VolumeContext: map[string]string{names.ContextLayerSet: "other", names.ContextSize: "2Gi"}}},
 		{name: "other parameters", msgs: []string{"parameters"},
 			req: &csi.ValidateVolumeCapabilitiesRequest{VolumeId: "pvc-ro", VolumeCapabilities: []*csi.VolumeCapability{ctrlMountCap(ctrlROX)},
 				Parameters: map[string]string{names.ParamLayerSet: "other"}}},
@@ -484,7 +510,7 @@ func TestControllerRestart(t *testing.T) {
 	state := t.TempDir()
 	before := newTestController(t, state, nil)
 	reqs := map[string]*csi.CreateVolumeRequest{
-		"pvc-a": ctrlCreateReq("pvc-a", ctrlWithTopology(ctrlTopology("n1"), ctrlTopology("n1", "n2")), ctrlWithParam(names.ParamUpperSizeHint, "5Gi")),
+		"pvc-a": ctrlCreateReq("pvc-a", ctrlWithTopology(ctrlTopology("n1"), ctrlTopology("n1", "n2")), ctrlWithParam(paramUpperSizeHint, "5Gi")),
 		"pvc-b": ctrlCreateReq("pvc-b", ctrlWithCaps(ctrlMountCap(ctrlROX))),
 		"pvc-c": ctrlCreateReq("pvc-c"),
 	}
@@ -532,7 +558,7 @@ func TestControllerRestart(t *testing.T) {
 	if ok, err := after.VolumeExists(t.Context(), "pvc-c"); ok || err != nil {
 		t.Errorf("deleted volume pvc-c: VolumeExists after restart = %t, %v", ok, err)
 	}
-	_, err := after.CreateVolume(t.Context(), ctrlCreateReq("pvc-a", ctrlWithTopology(ctrlTopology("n2"), ctrlTopology("n2")), ctrlWithParam(names.ParamUpperSizeHint, "5Gi")))
+	_, err := after.CreateVolume(t.Context(), ctrlCreateReq("pvc-a", ctrlWithTopology(ctrlTopology("n2"), ctrlTopology("n2")), ctrlWithParam(paramUpperSizeHint, "5Gi")))
 	ctrlWantStatus(t, err, codes.AlreadyExists, `node "n1"`)
 }
 
@@ -569,6 +595,7 @@ func TestControllerGetCapabilities(t *testing.T) {
 	want := []csi.ControllerServiceCapability_RPC_Type{
 		csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
 		csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+		csi.ControllerServiceCapability_RPC_EXPAND_VOLUME,
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("capabilities %v, want %v", got, want)
@@ -606,7 +633,7 @@ func FuzzControllerClassParams(f *testing.F) {
 	f.Fuzz(func(t *testing.T, layerSet, hint, key, value string) {
 		params := map[string]string{names.ParamLayerSet: layerSet}
 		if hint != "" {
-			params[names.ParamUpperSizeHint] = hint
+			params[paramUpperSizeHint] = hint
 		}
 		if key != "" {
 			params[key] = value
@@ -621,14 +648,14 @@ func FuzzControllerClassParams(f *testing.F) {
 		if p.LayerSet != params[names.ParamLayerSet] || len(validation.IsDNS1123Subdomain(p.LayerSet)) > 0 {
 			t.Fatalf("accepted LayerSet name %q from %v", p.LayerSet, params)
 		}
-		if _, ok := params[names.ParamUpperSizeHint]; ok != (p.UpperSizeHint != "") {
+		if _, ok := params[paramUpperSizeHint]; ok != (p.UpperSizeHint != "") {
 			t.Fatalf("upper size hint %q from %v", p.UpperSizeHint, params)
 		}
 		// The canonical form is a fixed point, so a record compares equal
 		// to a retry that spells the quantity differently.
 		again := map[string]string{names.ParamLayerSet: p.LayerSet}
 		if p.UpperSizeHint != "" {
-			again[names.ParamUpperSizeHint] = p.UpperSizeHint
+			again[paramUpperSizeHint] = p.UpperSizeHint
 		}
 		if q, err := parseClassParams(again); err != nil || q != p {
 			t.Fatalf("canonical %+v parses to %+v, %v", p, q, err)

@@ -16,6 +16,14 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
+// The keys volumes were sized by before names.ContextSize and the claim's
+// storage request, still read for one release. Named once here, where the
+// deprecation is acknowledged.
+const (
+	paramUpperSizeHint   = names.ParamUpperSizeHint   //nolint:staticcheck // SA1019: read for one release (pkg/csi/names)
+	contextUpperSizeHint = names.ContextUpperSizeHint //nolint:staticcheck // SA1019: read for one release (pkg/csi/names)
+)
+
 // isProvisionerParam tells the parameters external-provisioner adds with
 // --extra-create-metadata; they describe the claim, not the volume.
 func isProvisionerParam(key string) bool {
@@ -37,14 +45,14 @@ type classParams struct {
 func parseClassParams(params map[string]string) (classParams, error) {
 	var unknown []string
 	for k := range params {
-		if k != names.ParamLayerSet && k != names.ParamUpperSizeHint && !isProvisionerParam(k) {
+		if k != names.ParamLayerSet && k != paramUpperSizeHint && !isProvisionerParam(k) {
 			unknown = append(unknown, k)
 		}
 	}
 	if len(unknown) > 0 {
 		slices.Sort(unknown)
 		return classParams{}, status.Errorf(codes.InvalidArgument, "unknown parameters %q; a StorageClass of this driver takes %s (required) and %s",
-			unknown, names.ParamLayerSet, names.ParamUpperSizeHint)
+			unknown, names.ParamLayerSet, paramUpperSizeHint)
 	}
 	var p classParams
 	p.LayerSet = params[names.ParamLayerSet]
@@ -54,21 +62,28 @@ func parseClassParams(params map[string]string) (classParams, error) {
 	if errs := validation.IsDNS1123Subdomain(p.LayerSet); len(errs) > 0 {
 		return classParams{}, status.Errorf(codes.InvalidArgument, "parameter %s %q is not a valid LayerSet name: %s", names.ParamLayerSet, p.LayerSet, strings.Join(errs, "; "))
 	}
-	if s, ok := params[names.ParamUpperSizeHint]; ok {
+	if s, ok := params[paramUpperSizeHint]; ok {
 		q, err := resource.ParseQuantity(s)
 		if err != nil || q.Sign() <= 0 {
-			return classParams{}, status.Errorf(codes.InvalidArgument, "parameter %s %q must be a positive quantity such as 512Mi or 10Gi", names.ParamUpperSizeHint, s)
+			return classParams{}, status.Errorf(codes.InvalidArgument, "parameter %s %q must be a positive quantity such as 512Mi or 10Gi", paramUpperSizeHint, s)
+		}
+		// Before it is made canonical: the canonical form of a quantity
+		// beyond int64 is not the number written.
+		if q.CmpInt64(MaxSizeBytes) > 0 {
+			return classParams{}, status.Errorf(codes.InvalidArgument, "parameter %s %q is larger than any volume can be (at most %s)",
+				paramUpperSizeHint, s, quantity(MaxSizeBytes))
 		}
 		p.UpperSizeHint = q.String()
 	}
 	return p, nil
 }
 
-// volumeContext is what the node is told about a volume.
+// volumeContext is what the node was told about a volume recorded before
+// volumes had sizes (see createdVolume.Sized).
 func (p classParams) volumeContext() map[string]string {
 	vc := map[string]string{names.ContextLayerSet: p.LayerSet}
 	if p.UpperSizeHint != "" {
-		vc[names.ContextUpperSizeHint] = p.UpperSizeHint
+		vc[contextUpperSizeHint] = p.UpperSizeHint
 	}
 	return vc
 }
@@ -110,20 +125,6 @@ func checkCreateCapabilities(caps []*csi.VolumeCapability) (writable bool, err e
 		}
 	}
 	return writable, nil
-}
-
-// capacityRange validates the requested capacity. The volume has no size
-// of its own, its writes take the node's free space, so the range is only
-// kept to tell a retry from a conflicting request.
-func checkCapacityRange(r *csi.CapacityRange) (required, limit int64, err error) {
-	required, limit = r.GetRequiredBytes(), r.GetLimitBytes()
-	switch {
-	case required < 0 || limit < 0:
-		return 0, 0, status.Errorf(codes.InvalidArgument, "capacity_range %d..%d: bytes must not be negative", required, limit)
-	case limit > 0 && required > limit:
-		return 0, 0, status.Errorf(codes.InvalidArgument, "capacity_range: required_bytes %d exceeds limit_bytes %d", required, limit)
-	}
-	return required, limit, nil
 }
 
 // pinnedNode picks the node a writable volume's upper lives on from the CO's

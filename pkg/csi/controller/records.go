@@ -17,6 +17,16 @@ type createdVolume struct {
 	// retry must ask for the same.
 	RequiredBytes int64 `json:"requiredBytes,omitempty"`
 	LimitBytes    int64 `json:"limitBytes,omitempty"`
+	// Sized marks a record made since volumes have a size limit: its
+	// size is SizeBytes, 0 for none, and its volume context carries
+	// names.ContextSize. A record without it was made before, and keeps
+	// giving the answer it gave then (no capacity, the upperSizeHint
+	// context key), so a retried CreateVolume still matches its PV.
+	Sized bool `json:"sized,omitempty"`
+	// SizeBytes is the limit of the volume's upper: the capacity range's
+	// size, else the StorageClass's deprecated upperSizeHint, else the
+	// LayerSet's defaultSize; ControllerExpandVolume raises it.
+	SizeBytes int64 `json:"sizeBytes,omitempty"`
 	// Writable volumes were asked for with a writable access mode; Node
 	// is where such a volume's upper lives, "" when the CO gave no
 	// topology and any node may compose it.

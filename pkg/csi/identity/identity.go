@@ -42,7 +42,8 @@ func (s *Server) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi
 	return &csi.GetPluginInfoResponse{Name: s.opts.Name, VendorVersion: s.opts.Version}, nil
 }
 
-// GetPluginCapabilities lists the services served besides Identity and Node.
+// GetPluginCapabilities lists the services served besides Identity and
+// Node, and, with the controller, online volume expansion.
 func (s *Server) GetPluginCapabilities(context.Context, *csi.GetPluginCapabilitiesRequest) (*csi.GetPluginCapabilitiesResponse, error) {
 	service := func(t csi.PluginCapability_Service_Type) *csi.PluginCapability {
 		return &csi.PluginCapability{Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{Type: t}}}
@@ -51,7 +52,14 @@ func (s *Server) GetPluginCapabilities(context.Context, *csi.GetPluginCapabiliti
 	// reachable from the node whose topology segment they carry.
 	caps := []*csi.PluginCapability{service(csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS)}
 	if s.opts.Controller {
-		caps = append(caps, service(csi.PluginCapability_Service_CONTROLLER_SERVICE))
+		// Volumes grow while in use: ControllerExpandVolume records the
+		// size, the node raises the live volume's limit. Announced with
+		// the controller service, whose EXPAND_VOLUME capability the CSI
+		// spec requires with it, and which external-resizer talks to.
+		caps = append(caps, service(csi.PluginCapability_Service_CONTROLLER_SERVICE),
+			&csi.PluginCapability{Type: &csi.PluginCapability_VolumeExpansion_{VolumeExpansion: &csi.PluginCapability_VolumeExpansion{
+				Type: csi.PluginCapability_VolumeExpansion_ONLINE,
+			}}})
 	}
 	return &csi.GetPluginCapabilitiesResponse{Capabilities: caps}, nil
 }
