@@ -19,15 +19,27 @@ import (
 
 // probeSource is the stand-in for layerset-csi the containerd test runs: it
 // exits non-zero unless it finds the CA bundle where the image puts it.
+// Given arguments, it runs them instead, found through the image's PATH as
+// the node plugin finds mkfs.ext4, and prints what they print.
 const probeSource = `package main
 
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		out, err := exec.Command(os.Args[1], os.Args[2:]...).CombinedOutput()
+		fmt.Printf("%s", out)
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		return
+	}
 	b, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
 	if err != nil {
 		fmt.Println(err)
@@ -39,7 +51,8 @@ func main() {
 
 // TestArchiveRunsInContainerd does what an air-gapped node does with the
 // archive, `ctr images import`, in a private containerd, then runs the
-// image: its entrypoint must start (static, no libc) and find its files.
+// image: its entrypoint must start (static, no libc) and find its files,
+// and the shipped mkfs.ext4 must start from its own libraries and loader.
 func TestArchiveRunsInContainerd(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
@@ -52,6 +65,7 @@ func TestArchiveRunsInContainerd(t *testing.T) {
 	bin := probeBinary(t)
 	out := t.TempDir()
 	opts := testOptions(t, out, Binary{OS: "linux", Arch: runtime.GOARCH, Path: bin})
+	opts.Tools = hostTools(t)
 	if err := run(opts); err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +84,12 @@ func TestArchiveRunsInContainerd(t *testing.T) {
 	want := fmt.Sprintf("linux/%s uid=0 certs=%d\n", runtime.GOARCH, len(certs))
 	if got != want {
 		t.Errorf("the image's entrypoint printed %q, want %q", got, want)
+	}
+	// ctr's arguments replace the entrypoint: the probe runs mkfs.ext4 by
+	// name. mke2fs -V prints its version and that of the library it loaded.
+	got = ctr.run(t, "run", "--rm", "--snapshotter", "native", ref, "mkfs", Entrypoint, "mkfs.ext4", "-V")
+	if !strings.HasPrefix(got, "mke2fs ") || !strings.Contains(got, "Using EXT2FS Library version") {
+		t.Errorf("mkfs.ext4 -V in the image printed %q, want mke2fs's version and its library's", got)
 	}
 }
 

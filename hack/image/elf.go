@@ -27,6 +27,22 @@ func elfMachine(arch string) (elf.Machine, bool) {
 	return elf.EM_NONE, false
 }
 
+// debianTriplet is the multiarch directory Debian keeps GOARCH's libraries
+// in, below /lib and /usr/lib. For arm it is armhf's, the only 32-bit ARM
+// port Kubernetes images are built for.
+func debianTriplet(arch string) (string, bool) {
+	t, ok := map[string]string{
+		"amd64":   "x86_64-linux-gnu",
+		"arm64":   "aarch64-linux-gnu",
+		"arm":     "arm-linux-gnueabihf",
+		"386":     "i386-linux-gnu",
+		"ppc64le": "powerpc64le-linux-gnu",
+		"s390x":   "s390x-linux-gnu",
+		"riscv64": "riscv64-linux-gnu",
+	}[arch]
+	return t, ok
+}
+
 // checkStatic fails unless path is a Linux executable for arch without a
 // dynamic loader: the image has no libc, so a binary built with cgo would
 // exist and still not start ("no such file or directory").

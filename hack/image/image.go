@@ -13,8 +13,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// createdBy is the image history's note of how the layer was made.
-const createdBy = "hack/image: layerset-csi binary and CA certificates"
+// The image history's notes of how each layer was made.
+const (
+	createdBy      = "hack/image: layerset-csi binary and CA certificates"
+	toolsCreatedBy = "hack/image: tools of the node plugin, with their libraries and loader"
+)
 
 // Labels are the image's OCI annotations as config labels, which registries,
 // `docker inspect` and `crictl inspecti` show. The Dockerfile sets the same.
@@ -35,36 +38,44 @@ type platformImage struct {
 	Binary  Binary
 	Exe     []byte // the layerset-csi binary
 	Certs   []byte // PEM CA bundle
+	Tools   []file // the tools layer; none: no such layer
 	Labels  map[string]string
 	Created time.Time
 }
 
-// buildImage assembles one platform's image: an OCI manifest with a single
-// layer holding the binary and the CA bundle, run as its entrypoint. The
-// image sets no user: the node plugin mounts and runs as root, and the chart
-// runs the controller as an unprivileged user.
+// buildImage assembles one platform's image: an OCI manifest with the tools
+// layer, if there are tools, and a layer holding the binary and the CA
+// bundle, run as its entrypoint. The tools come first: they change when
+// Debian's packages do, not with every build, so nodes and registries keep
+// that layer from one release to the next. The image sets no user: the node
+// plugin mounts and runs as root, and the chart runs the controller as an
+// unprivileged user.
 func buildImage(in platformImage) (v1.Image, error) {
-	tb, err := rootfsTar([]file{
+	type layerOf struct {
+		files     []file
+		createdBy string
+	}
+	layers := []layerOf{{in.Tools, toolsCreatedBy}, {[]file{
 		{Path: Entrypoint, Mode: 0o755, Data: in.Exe},
 		{Path: certPath, Mode: 0o644, Data: in.Certs},
-	}, in.Created)
-	if err != nil {
-		return nil, err
-	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(tb)), nil
-	}, tarball.WithMediaType(types.OCILayer))
-	if err != nil {
-		return nil, fmt.Errorf("%s layer: %w", in.Binary.Platform(), err)
-	}
-	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	img, err := mutate.Append(base, mutate.Addendum{
-		Layer:     layer,
-		MediaType: types.OCILayer,
-		History:   v1.History{Created: v1.Time{Time: in.Created}, CreatedBy: createdBy},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%s image: %w", in.Binary.Platform(), err)
+	}, createdBy}}
+	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	for _, l := range layers {
+		if len(l.files) == 0 {
+			continue
+		}
+		layer, err := tarLayer(l.files, in.Created)
+		if err != nil {
+			return nil, fmt.Errorf("%s layer: %w", in.Binary.Platform(), err)
+		}
+		img, err = mutate.Append(img, mutate.Addendum{
+			Layer:     layer,
+			MediaType: types.OCILayer,
+			History:   v1.History{Created: v1.Time{Time: in.Created}, CreatedBy: l.createdBy},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s image: %w", in.Binary.Platform(), err)
+		}
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
@@ -76,12 +87,24 @@ func buildImage(in platformImage) (v1.Image, error) {
 	cf.Variant = in.Binary.Variant
 	cf.Created = v1.Time{Time: in.Created}
 	cf.Config.Entrypoint = []string{Entrypoint}
+	cf.Config.Env = []string{"PATH=" + searchPath}
 	cf.Config.Labels = in.Labels
 	img, err = mutate.ConfigFile(img, cf)
 	if err != nil {
 		return nil, fmt.Errorf("%s config: %w", in.Binary.Platform(), err)
 	}
 	return img, nil
+}
+
+// tarLayer makes an OCI layer of files, its tar stream held in memory.
+func tarLayer(files []file, created time.Time) (v1.Layer, error) {
+	tb, err := rootfsTar(files, created)
+	if err != nil {
+		return nil, err
+	}
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(tb)), nil
+	}, tarball.WithMediaType(types.OCILayer))
 }
 
 // buildIndex puts the platforms' images in one OCI image index, in the

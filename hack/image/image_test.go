@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -72,19 +71,26 @@ type tarEntry struct {
 	Mode     int64
 	Uid, Gid int
 	ModTime  time.Time
-	Data     string
+	Data     string // a symlink's target
 }
 
-func layerEntries(t *testing.T, img v1.Image) []tarEntry {
+// imageLayers returns the entries of each of img's layers, bottom first.
+func imageLayers(t *testing.T, img v1.Image) [][]tarEntry {
 	t.Helper()
 	layers, err := img.Layers()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(layers) != 1 {
-		t.Fatalf("image has %d layers, want 1", len(layers))
+	out := make([][]tarEntry, len(layers))
+	for i, l := range layers {
+		out[i] = layerEntries(t, l)
 	}
-	rc, err := layers[0].Uncompressed()
+	return out
+}
+
+func layerEntries(t *testing.T, l v1.Layer) []tarEntry {
+	t.Helper()
+	rc, err := l.Uncompressed()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +112,9 @@ func layerEntries(t *testing.T, img v1.Image) []tarEntry {
 		data, err := io.ReadAll(tr)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeSymlink {
+			data = []byte(h.Linkname)
 		}
 		out = append(out, tarEntry{h.Name, h.Typeflag, h.Mode, h.Uid, h.Gid, h.ModTime.UTC(), string(data)})
 	}
@@ -175,7 +184,14 @@ func TestRunWritesLoadableImages(t *testing.T) {
 				{"etc/ssl/certs/ca-certificates.crt", tar.TypeReg, 0o644, 0, 0, created, string(certs)},
 				{"layerset-csi", tar.TypeReg, 0o755, 0, 0, created, string(exe)},
 			}
-			if got := layerEntries(t, img); !reflect.DeepEqual(got, want) {
+			if !reflect.DeepEqual(cf.Config.Env, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}) {
+				t.Errorf("env %q, want Debian's PATH alone", cf.Config.Env)
+			}
+			layers := imageLayers(t, img)
+			if len(layers) != 1 {
+				t.Fatalf("image without tools has %d layers, want 1", len(layers))
+			}
+			if got := layers[0]; !reflect.DeepEqual(got, want) {
 				t.Errorf("layer entries:\n%+v\nwant\n%+v", summary(got), summary(want))
 			}
 			// A docker-archive keeps the config and the layers, not the
@@ -418,8 +434,30 @@ func TestParseFlags(t *testing.T) {
 				Version:        "v1",
 				Created:        time.Unix(1700000000, 0).UTC(),
 				Out:            "_output/image",
+				Tools:          Tools{Sysroot: "/"},
 			},
 		},
+		{
+			args: []string{"--tool", "/usr/sbin/mke2fs=/sbin/mke2fs", "--tool=/usr/bin/x", "--tool-file", "/etc/mke2fs.conf",
+				"--tool-link", "/usr/sbin/mkfs.ext4=mke2fs", "--sysroot", "/sysroot", "--stage", "/out/tools", "--arch", "arm64"},
+			want: Options{
+				CACertificates: "/etc/ssl/certs/ca-certificates.crt",
+				Repository:     "ghcr.io/layerset/layerset-csi",
+				Created:        time.Unix(0, 0).UTC(),
+				Out:            "_output/image",
+				Tools: Tools{
+					Executables: []HostFile{{"/usr/sbin/mke2fs", "/sbin/mke2fs"}, {"/usr/bin/x", "/usr/bin/x"}},
+					Files:       []HostFile{{"/etc/mke2fs.conf", "/etc/mke2fs.conf"}},
+					Links:       []Link{{"/usr/sbin/mkfs.ext4", "mke2fs"}},
+					Sysroot:     "/sysroot",
+				},
+				Stage:     "/out/tools",
+				StageArch: "arm64",
+			},
+		},
+		{args: []string{"--tool", "=/sbin/mke2fs"}, errHas: "want PATH[=HOST_PATH]"},
+		{args: []string{"--tool-file", "/etc/x="}, errHas: "want PATH[=HOST_PATH]"},
+		{args: []string{"--tool-link", "/usr/sbin/mkfs.ext4"}, errHas: "want PATH=TARGET"},
 		{args: []string{"--binary", "linux=/b"}, errHas: `platform "linux" is not OS/ARCH`},
 		{args: []string{"--binary", "linux/amd64"}, errHas: "want OS/ARCH[/VARIANT]=PATH"},
 		{args: []string{"--binary", "linux/amd64="}, errHas: "want OS/ARCH[/VARIANT]=PATH"},
@@ -490,83 +528,4 @@ func TestRootfsTar(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestDockerfileMatches keeps the Dockerfile and this program building the
-// same image: the same labels, entrypoint and files, and no USER.
-func TestDockerfileMatches(t *testing.T) {
-	df, err := os.ReadFile("../../Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	final := finalStage(string(df))
-	if final == "" {
-		t.Fatal("Dockerfile has no FROM scratch stage")
-	}
-	var labels, copies []string
-	var entrypoint string
-	for _, ins := range instructions(final) {
-		word, rest, _ := strings.Cut(ins, " ")
-		switch strings.ToUpper(word) {
-		case "LABEL":
-			for _, f := range strings.Fields(rest) {
-				if k, _, ok := strings.Cut(f, "="); ok && strings.HasPrefix(k, "org.opencontainers.") {
-					labels = append(labels, k)
-				}
-			}
-		case "COPY":
-			f := strings.Fields(rest)
-			copies = append(copies, f[len(f)-1])
-		case "ENTRYPOINT":
-			entrypoint = strings.TrimSpace(rest)
-		case "USER":
-			t.Errorf("the final stage sets USER (%s); the image leaves the user to the chart", rest)
-		}
-	}
-	var want []string
-	for k := range Labels("", "", created) {
-		want = append(want, k)
-	}
-	sort.Strings(want)
-	sort.Strings(labels)
-	if !reflect.DeepEqual(labels, want) {
-		t.Errorf("Dockerfile labels %q, want %q", labels, want)
-	}
-	if entrypoint != `["`+Entrypoint+`"]` {
-		t.Errorf("Dockerfile ENTRYPOINT %s, want [%q]", entrypoint, Entrypoint)
-	}
-	sort.Strings(copies)
-	if wantCopies := []string{certPath, Entrypoint}; !reflect.DeepEqual(copies, wantCopies) {
-		t.Errorf("Dockerfile copies into %q, want exactly %q", copies, wantCopies)
-	}
-}
-
-// finalStage returns the Dockerfile text from its last FROM on, if that FROM
-// is scratch.
-func finalStage(df string) string {
-	i := strings.LastIndex(df, "\nFROM ")
-	if i < 0 || !strings.HasPrefix(df[i+1:], "FROM scratch") {
-		return ""
-	}
-	return df[i+1:]
-}
-
-// instructions joins continuation lines and drops comments and blank lines.
-func instructions(stage string) []string {
-	var out []string
-	var cur strings.Builder
-	for _, line := range strings.Split(stage, "\n") {
-		line = strings.TrimSpace(line)
-		if cur.Len() == 0 && (line == "" || strings.HasPrefix(line, "#")) {
-			continue
-		}
-		if strings.HasSuffix(line, "\\") {
-			cur.WriteString(strings.TrimSuffix(line, "\\") + " ")
-			continue
-		}
-		cur.WriteString(line)
-		out = append(out, cur.String())
-		cur.Reset()
-	}
-	return out
 }

@@ -10,11 +10,13 @@ import (
 	"time"
 )
 
-// file is one regular file of the image's only layer.
+// file is one regular file, or with Link one symlink, of a layer.
 type file struct {
 	Path string // absolute, clean
 	Mode int64
 	Data []byte
+	// Link, when set, makes the entry a symlink to it (Mode and Data unused).
+	Link string
 }
 
 // rootfsTar returns the tar stream of files and of the directories above
@@ -42,6 +44,14 @@ func rootfsTar(files []file, mtime time.Time) ([]byte, error) {
 			if err := tw.WriteHeader(header(tar.TypeDir, d+"/", 0o755, 0, mtime)); err != nil {
 				return nil, fmt.Errorf("layer directory %s: %w", d, err)
 			}
+		}
+		if f.Link != "" {
+			h := header(tar.TypeSymlink, f.Path[1:], 0o777, 0, mtime)
+			h.Linkname = f.Link
+			if err := tw.WriteHeader(h); err != nil {
+				return nil, fmt.Errorf("layer symlink %s: %w", f.Path, err)
+			}
+			continue
 		}
 		if err := tw.WriteHeader(header(tar.TypeReg, f.Path[1:], f.Mode, int64(len(f.Data)), mtime)); err != nil {
 			return nil, fmt.Errorf("layer file %s: %w", f.Path, err)

@@ -10,8 +10,13 @@
 //	oci/                       an OCI image layout holding the multi-platform
 //	                           index, for crane, skopeo and registries
 //
-// Every input fixes the output: the same binaries, certificates and flags give
-// the same digests. hack/image.sh builds the binaries and runs this.
+// With --tool, the image gets a second layer, below the binary's: host
+// executables the node plugin runs (mkfs.ext4), each with the shared
+// libraries and the loader it needs, at the paths Debian's loader looks in.
+// --stage writes that layer as a directory instead, for the Dockerfile.
+//
+// Every input fixes the output: the same binaries, certificates, tools and
+// flags give the same digests. hack/image.sh builds the binaries and runs this.
 package main
 
 import (
@@ -65,6 +70,33 @@ func parseFlags(args []string, usage io.Writer) (Options, error) {
 	fs.StringVar(&opts.Revision, "revision", "", "source revision, org.opencontainers.image.revision")
 	fs.StringVar(&created, "created", "0", "creation time in Unix seconds (SOURCE_DATE_EPOCH), for reproducible digests")
 	fs.StringVar(&opts.Out, "out", "_output/image", "directory to write the archives and the OCI layout to")
+	fs.Func("tool", "`PATH[=HOST_PATH]` of an executable shipped at PATH, with its shared libraries and loader; repeatable", func(v string) error {
+		f, err := parseHostFile("--tool", v)
+		if err != nil {
+			return err
+		}
+		opts.Tools.Executables = append(opts.Tools.Executables, f)
+		return nil
+	})
+	fs.Func("tool-file", "`PATH[=HOST_PATH]` of another file shipped at PATH, such as a tool's configuration; repeatable", func(v string) error {
+		f, err := parseHostFile("--tool-file", v)
+		if err != nil {
+			return err
+		}
+		opts.Tools.Files = append(opts.Tools.Files, f)
+		return nil
+	})
+	fs.Func("tool-link", "`PATH=TARGET`: a symlink shipped at PATH; repeatable", func(v string) error {
+		p, target, ok := strings.Cut(v, "=")
+		if !ok || p == "" || target == "" {
+			return fmt.Errorf("want PATH=TARGET")
+		}
+		opts.Tools.Links = append(opts.Tools.Links, Link{Path: p, Target: target})
+		return nil
+	})
+	fs.StringVar(&opts.Tools.Sysroot, "sysroot", "/", "directory the tools' host paths and libraries are looked up in, as if it were /")
+	fs.StringVar(&opts.Stage, "stage", "", "write the tools' files into this new `DIR` instead of building images (the Dockerfile does)")
+	fs.StringVar(&opts.StageArch, "arch", "", "with --stage: the GOARCH the tools are for")
 	if err := fs.Parse(args); err != nil {
 		return Options{}, err
 	}
@@ -78,6 +110,18 @@ func parseFlags(args []string, usage io.Writer) (Options, error) {
 	opts.Created = time.Unix(secs, 0).UTC()
 	opts.Binaries = binaries
 	return opts, nil
+}
+
+// parseHostFile parses PATH[=HOST_PATH]; the host path defaults to PATH.
+func parseHostFile(flagName, v string) (HostFile, error) {
+	p, host, ok := strings.Cut(v, "=")
+	if !ok {
+		host = p
+	}
+	if p == "" || host == "" {
+		return HostFile{}, fmt.Errorf("%s %q: want PATH[=HOST_PATH]", flagName, v)
+	}
+	return HostFile{Path: p, Host: host}, nil
 }
 
 // parseBinary parses OS/ARCH[/VARIANT]=PATH.

@@ -14,6 +14,11 @@ const Entrypoint = "/layerset-csi"
 // certPath is where Go's crypto/x509 looks first on Linux.
 const certPath = "/etc/ssl/certs/ca-certificates.crt"
 
+// searchPath is the image's PATH: Debian's, so that a tool's bare name
+// (the node plugin's --mkfs=mkfs.ext4) is found where Debian puts it. The
+// Dockerfile sets the same.
+const searchPath = "/usr/sbin:/usr/bin:/sbin:/bin"
+
 // Options says what to build and where to write it.
 type Options struct {
 	// Binaries are the static layerset-csi binaries, one per platform.
@@ -29,6 +34,37 @@ type Options struct {
 	Created time.Time
 	// Out is the directory the archives and the layout go to.
 	Out string
+	// Tools are the host files shipped in a layer of their own.
+	Tools Tools
+	// Stage, when set, makes the run write the tools' files into this
+	// directory for StageArch instead of building images: the Dockerfile
+	// copies them into its image from there.
+	Stage     string
+	StageArch string
+}
+
+// Tools are host files the image ships for the node plugin: executables
+// with the shared libraries and the loader they need, other files (their
+// configuration), and symlinks.
+type Tools struct {
+	Executables []HostFile
+	Files       []HostFile
+	Links       []Link
+	// Sysroot is the directory host paths and libraries are looked up in:
+	// "/" is this machine; the Dockerfile mounts a Debian root of the target
+	// platform.
+	Sysroot string
+}
+
+// HostFile is a file at Path in the image, copied from Host below the
+// sysroot.
+type HostFile struct{ Path, Host string }
+
+// Link is a symlink at Path in the image to Target.
+type Link struct{ Path, Target string }
+
+func (t Tools) empty() bool {
+	return len(t.Executables) == 0 && len(t.Files) == 0 && len(t.Links) == 0
 }
 
 // Binary is the layerset-csi binary for one platform.

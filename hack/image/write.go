@@ -17,6 +17,9 @@ import (
 // run reads the inputs, builds every platform's image and writes the
 // archives and the layout.
 func run(o Options) error {
+	if o.Stage != "" {
+		return stage(o)
+	}
 	tag, err := o.tag()
 	if err != nil {
 		return err
@@ -35,7 +38,11 @@ func run(o Options) error {
 		if err != nil {
 			return fmt.Errorf("%s binary: %w", b.Platform(), err)
 		}
-		imgs[i], err = buildImage(platformImage{Binary: b, Exe: exe, Certs: certs, Labels: labels, Created: o.Created})
+		tools, err := toolFiles(o.Tools, b.Arch)
+		if err != nil {
+			return fmt.Errorf("%s: %w", b.Platform(), err)
+		}
+		imgs[i], err = buildImage(platformImage{Binary: b, Exe: exe, Certs: certs, Tools: tools, Labels: labels, Created: o.Created})
 		if err != nil {
 			return err
 		}
