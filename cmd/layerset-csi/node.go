@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/layerset/layerset-csi/internal/version"
 	"github.com/layerset/layerset-csi/pkg/catalog"
@@ -114,8 +115,9 @@ func runNode(ctx context.Context, f nodeFlags) error {
 		return err
 	}
 	var (
-		keys compose.KeyReader
-		mgr  ctrl.Manager
+		keys   compose.KeyReader
+		mgr    ctrl.Manager
+		events recorder.EventRecorder
 	)
 	cat, closeCatalog, err := openCatalog(ctx, f.layerSets, f.store.sourceOptions(), func() (catalog.Catalog, error) {
 		cfg, err := restConfig(f.kubeconfig)
@@ -126,6 +128,7 @@ func runNode(ctx context.Context, f nodeFlags) error {
 			return nil, err
 		}
 		keys = catalog.KeyReader(mgr.GetAPIReader())
+		events = mgr.GetEventRecorder("layerset-csi-node")
 		return catalog.NewCluster(mgr.GetCache(), mgr.GetAPIReader(), f.store.sourceOptions()), nil
 	})
 	if err != nil {
@@ -142,6 +145,7 @@ func runNode(ctx context.Context, f nodeFlags) error {
 		Catalog:    cat,
 		Keys:       keys,
 		Metrics:    reg,
+		Events:     events,
 	})
 	if err != nil {
 		return err

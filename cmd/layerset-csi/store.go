@@ -11,6 +11,7 @@ import (
 	"github.com/layerset/layerset-csi/pkg/compose"
 	"github.com/layerset/layerset-csi/pkg/layers"
 	"github.com/layerset/layerset-csi/pkg/overlay"
+	"github.com/layerset/layerset-csi/pkg/quota"
 	"github.com/layerset/layerset-csi/pkg/source"
 )
 
@@ -21,6 +22,9 @@ type storeFlags struct {
 	mountMode string
 	parallel  int
 	reserve   string
+	quota     string
+	projects  string
+	mkfs      string
 	// maxLayerBytes bounds one layer's import; the node sets it to its
 	// cache budget (--cache-max-bytes), which no larger layer fits.
 	maxLayerBytes int64
@@ -33,6 +37,10 @@ func (f *storeFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.parallel, "parallel", 4, "layers of one chain downloaded and extracted at once")
 	fs.StringVar(&f.reserve, "free-space-reserve", "", "space layer imports leave free on the filesystem of --root, e.g. 10Gi; "+
 		"a layer that would leave less is refused (default: 5% of the filesystem, at most 1Gi; 0 means none)")
+	fs.StringVar(&f.quota, "quota", string(quota.ModeAuto), "how volume sizes are enforced: auto (project quotas where the filesystem of --root has them, "+
+		"else a filesystem image per volume), project (refuse sized volumes without project quotas), fallback (always images), off (ignore sizes)")
+	fs.StringVar(&f.projects, "project-ids", quota.DefaultIDRange.String(), "project quota ids volumes may get, FIRST-LAST; never shared with an id in use")
+	fs.StringVar(&f.mkfs, "mkfs", "mkfs.ext4", "mkfs.ext4 that formats volume images (--quota fallback or auto without project quotas)")
 }
 
 func (f *storeFlags) sourceOptions() source.Options {
@@ -59,9 +67,25 @@ func (f *storeFlags) open(ctx context.Context) (*layers.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	q, err := f.quotaOptions()
+	if err != nil {
+		return nil, err
+	}
 	return layers.Open(ctx, layers.Options{
-		Root: root, Parallel: f.parallel, MountMode: mode, MaxLayerBytes: f.maxLayerBytes, FreeSpaceReserve: reserve,
+		Root: root, Parallel: f.parallel, MountMode: mode, MaxLayerBytes: f.maxLayerBytes, FreeSpaceReserve: reserve, Quota: q,
 	})
+}
+
+func (f *storeFlags) quotaOptions() (quota.Options, error) {
+	mode, err := quota.ParseMode(f.quota)
+	if err != nil {
+		return quota.Options{}, fmt.Errorf("--quota: %w", err)
+	}
+	ids, err := quota.ParseIDRange(f.projects)
+	if err != nil {
+		return quota.Options{}, fmt.Errorf("--project-ids: %w", err)
+	}
+	return quota.Options{Mode: mode, ProjectIDs: ids, Image: quota.ImageOptions{Mkfs: f.mkfs}}, nil
 }
 
 // freeSpaceReserve is --free-space-reserve as layers.Options takes it: zero

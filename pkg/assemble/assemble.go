@@ -11,6 +11,7 @@ import (
 	"fmt"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/layerset/layerset-csi/pkg/apis/layerset/v1alpha1"
 	"github.com/layerset/layerset-csi/pkg/catalog"
@@ -53,6 +54,10 @@ type Request struct {
 	// mount_flags: a PV's or StorageClass's mountOptions), applied over
 	// overlay.DefaultFlags.
 	MountOptions []string
+	// Size limits the writable upper, in bytes; zero asks for the
+	// LayerSet's spec.defaultSize, if any. Above its spec.maxSize the
+	// volume is refused (ErrSize).
+	Size int64
 }
 
 // Mount resolves the LayerSet, pulls what the store lacks, renders the
@@ -66,6 +71,10 @@ func (a *Assembler) Mount(ctx context.Context, req Request) (*layers.Volume, err
 		return nil, err
 	}
 	flags, err := mountFlags(ls, req.MountOptions)
+	if err != nil {
+		return nil, err
+	}
+	size, err := volumeSize(ls, req.Size)
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +100,7 @@ func (a *Assembler) Mount(ctx context.Context, req Request) (*layers.Volume, err
 		Target:    req.Target,
 		Ephemeral: req.Ephemeral,
 		Flags:     flags,
+		Size:      size,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("compose LayerSet %q: %w", req.LayerSet, err)
@@ -125,5 +135,22 @@ func mountFlags(ls *v1alpha1.LayerSet, options []string) (overlay.Flags, error) 
 	return flags, nil
 }
 
-// ErrMountOptions marks mount options the volume cannot be mounted with.
-var ErrMountOptions = errors.New("invalid mount options")
+// volumeSize is the limit of a volume asking for size bytes: the
+// LayerSet's default when it asks for none, refused above its maximum.
+func volumeSize(ls *v1alpha1.LayerSet, size int64) (int64, error) {
+	if size == 0 && ls.Spec.DefaultSize != nil {
+		size = ls.Spec.DefaultSize.Value()
+	}
+	if max := ls.Spec.MaxSize; max != nil && size > max.Value() {
+		return 0, fmt.Errorf("%w: the volume asks for %s, LayerSet %q allows at most %s (spec.maxSize)",
+			ErrSize, resource.NewQuantity(size, resource.BinarySI), ls.Name, max)
+	}
+	return size, nil
+}
+
+var (
+	// ErrMountOptions marks mount options the volume cannot be mounted with.
+	ErrMountOptions = errors.New("invalid mount options")
+	// ErrSize marks a size the LayerSet does not allow.
+	ErrSize = errors.New("size not allowed")
+)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/tools/events"
 
 	"github.com/layerset/layerset-csi/pkg/catalog"
 	"github.com/layerset/layerset-csi/pkg/compose"
@@ -29,6 +30,10 @@ type Config struct {
 	Keys compose.KeyReader
 	// Metrics receives the node's volume gauges; nil means no metrics.
 	Metrics prometheus.Registerer
+	// Events records what a pod or PersistentVolume should know of its
+	// volume (a size not enforced, a deprecated attribute); nil in
+	// standalone mode.
+	Events events.EventRecorder
 }
 
 func (c *Config) setDefaults() error {

@@ -24,6 +24,7 @@ import (
 	"github.com/layerset/layerset-csi/pkg/csi/names"
 	"github.com/layerset/layerset-csi/pkg/csi/server"
 	"github.com/layerset/layerset-csi/pkg/layers"
+	"github.com/layerset/layerset-csi/pkg/quota"
 	"github.com/layerset/layerset-csi/pkg/source"
 )
 
@@ -135,9 +136,17 @@ type env struct {
 	id      csi.IdentityClient
 	sock    string
 	stopped chan struct{}
+	// events is what the node told pods and PersistentVolumes.
+	events *eventLog
 }
 
 func newEnv(t *testing.T, reg *registry) *env {
+	t.Helper()
+	return newEnvQuota(t, reg, quota.ModeOff)
+}
+
+// newEnvQuota is newEnv with the node's --quota set to mode.
+func newEnvQuota(t *testing.T, reg *registry, mode quota.Mode) *env {
 	t.Helper()
 	needRoot(t)
 	if reg == nil {
@@ -149,7 +158,7 @@ func newEnv(t *testing.T, reg *registry) *env {
 	t.Cleanup(func() { unmountUnder(t, e.dir, e.root) })
 	ctx, cancel := context.WithCancel(context.Background())
 	var err error
-	e.store, err = layers.Open(ctx, layers.Options{Root: e.root, NoSync: true})
+	e.store, err = layers.Open(ctx, layers.Options{Root: e.root, NoSync: true, Quota: quota.Options{Mode: mode}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +167,8 @@ func newEnv(t *testing.T, reg *registry) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { check(t, cat.Close()) })
-	e.node, err = New(ctx, Config{NodeID: testNode, StateDir: filepath.Join(e.root, "csi"), Store: e.store, Catalog: cat})
+	e.events = &eventLog{}
+	e.node, err = New(ctx, Config{NodeID: testNode, StateDir: filepath.Join(e.root, "csi"), Store: e.store, Catalog: cat, Events: e.events})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/layerset/layerset-csi/pkg/csi/rpc"
 	"github.com/layerset/layerset-csi/pkg/layers"
 	"github.com/layerset/layerset-csi/pkg/overlay"
+	"github.com/layerset/layerset-csi/pkg/quota"
 )
 
 // badLayer are the errors of a layer the user has to fix in the image:
@@ -36,6 +37,14 @@ func classifyStore(err error) (codes.Code, bool) {
 		}
 	}
 	switch {
+	case errors.Is(err, assemble.ErrSize):
+		return codes.InvalidArgument, true
+	case errors.Is(err, quota.ErrShrink):
+		return codes.OutOfRange, true
+	case errors.Is(err, layers.ErrLimit) && errors.Is(err, quota.ErrUnsupported):
+		// The node cannot enforce sizes as it was told to: the
+		// administrator's to fix, not the caller's.
+		return codes.FailedPrecondition, true
 	case errors.Is(err, layers.ErrVolumeNotFound):
 		return codes.NotFound, true
 	case errors.Is(err, layers.ErrTargetBusy):

@@ -9,8 +9,6 @@ import (
 	"github.com/layerset/layerset-csi/pkg/csi/names"
 	"github.com/layerset/layerset-csi/pkg/csi/rpc"
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
 )
 
@@ -81,6 +79,7 @@ func (n *Server) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRe
 	for _, t := range []csi.NodeServiceCapability_RPC_Type{
 		csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
 		csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
+		csi.NodeServiceCapability_RPC_EXPAND_VOLUME,
 		// What CSI 1.13 offers in place of the VolumeCondition of
 		// NodeGetVolumeStats, which it removed.
 		csi.NodeServiceCapability_RPC_GET_VOLUME_HEALTH,
@@ -92,12 +91,6 @@ func (n *Server) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRe
 		})
 	}
 	return &csi.NodeGetCapabilitiesResponse{Capabilities: caps}, nil
-}
-
-// NodeExpandVolume is not offered: a volume has no size to grow, its
-// writes take what the node's disk has.
-func (n *Server) NodeExpandVolume(context.Context, *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "NodeExpandVolume: layerset volumes have no fixed size to expand")
 }
 
 // lock takes the volume's in-flight slot for one call.

@@ -253,10 +253,47 @@ func TestArgumentValidation(t *testing.T) {
 			_, err := e.client.NodeGetVolumeHealth(ctx, &csi.NodeGetVolumeHealthRequest{VolumeId: "nope"})
 			return err
 		}, codes.NotFound, "nope"},
-		{"expand", func() error {
+		{"publish: size not a quantity", func() error {
+			return ephemeral(func(r *csi.NodePublishVolumeRequest) { r.VolumeContext[names.ContextSize] = "ten gigs" })
+		}, codes.InvalidArgument, `size "ten gigs"`},
+		{"publish: size zero", func() error {
+			return ephemeral(func(r *csi.NodePublishVolumeRequest) { r.VolumeContext[names.ContextSize] = "0" })
+		}, codes.InvalidArgument, "positive"},
+		{"publish: size too small", func() error {
+			return ephemeral(func(r *csi.NodePublishVolumeRequest) { r.VolumeContext[names.ContextSize] = "4Ki" })
+		}, codes.InvalidArgument, "smallest size, 1Mi"},
+		{"publish: size too large", func() error {
+			return ephemeral(func(r *csi.NodePublishVolumeRequest) { r.VolumeContext[names.ContextSize] = "2Pi" })
+		}, codes.InvalidArgument, "largest size, 1Pi"},
+		{"publish: deprecated size not a quantity", func() error {
+			return ephemeral(func(r *csi.NodePublishVolumeRequest) { r.VolumeContext[names.ContextUpperSizeHint] = "big" })
+		}, codes.InvalidArgument, names.ContextUpperSizeHint},
+		{"stage: size negative", func() error {
+			return stage(func(r *csi.NodeStageVolumeRequest) { r.VolumeContext[names.ContextSize] = "-1Gi" })
+		}, codes.InvalidArgument, "positive"},
+		{"expand: no volume id", func() error {
+			_, err := e.client.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumePath: target, CapacityRange: &csi.CapacityRange{RequiredBytes: 1 << 30}})
+			return err
+		}, codes.InvalidArgument, "volume_id"},
+		{"expand: no capacity", func() error {
 			_, err := e.client.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: "v1", VolumePath: target})
 			return err
-		}, codes.Unimplemented, ""},
+		}, codes.InvalidArgument, "required_bytes"},
+		{"expand: limit below required", func() error {
+			_, err := e.client.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: "v1", VolumePath: target,
+				CapacityRange: &csi.CapacityRange{RequiredBytes: 2 << 30, LimitBytes: 1 << 30}})
+			return err
+		}, codes.InvalidArgument, "limit_bytes"},
+		{"expand: too large", func() error {
+			_, err := e.client.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: "v1", VolumePath: target,
+				CapacityRange: &csi.CapacityRange{RequiredBytes: 1 << 60}})
+			return err
+		}, codes.OutOfRange, "1Pi"},
+		{"expand: unknown volume", func() error {
+			_, err := e.client.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: "nope", VolumePath: target,
+				CapacityRange: &csi.CapacityRange{RequiredBytes: 1 << 30}})
+			return err
+		}, codes.NotFound, "nope"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -301,7 +338,7 @@ func TestNodeInfoAndCapabilities(t *testing.T) {
 	for _, c := range caps.Capabilities {
 		got = append(got, c.GetRpc().GetType().String())
 	}
-	if want := "STAGE_UNSTAGE_VOLUME GET_VOLUME_STATS GET_VOLUME_HEALTH SINGLE_NODE_MULTI_WRITER"; strings.Join(got, " ") != want {
+	if want := "STAGE_UNSTAGE_VOLUME GET_VOLUME_STATS EXPAND_VOLUME GET_VOLUME_HEALTH SINGLE_NODE_MULTI_WRITER"; strings.Join(got, " ") != want {
 		t.Errorf("capabilities %v, want %s", got, want)
 	}
 	pi, err := e.id.GetPluginInfo(ctx, &csi.GetPluginInfoRequest{})

@@ -82,6 +82,10 @@ func (n *Server) publishEphemeral(ctx context.Context, req *csi.NodePublishVolum
 			return nil
 		}
 	}
+	size, deprecated, err := askedSize(req.GetVolumeContext())
+	if err != nil {
+		return err
+	}
 	rec := &volumeRecord{
 		ID:        id,
 		Kind:      kindEphemeral,
@@ -101,6 +105,7 @@ func (n *Server) publishEphemeral(ctx context.Context, req *csi.NodePublishVolum
 		ReadOnly:     readOnly,
 		Ephemeral:    true,
 		MountOptions: req.GetVolumeCapability().GetMount().GetMountFlags(),
+		Size:         size,
 	})
 	if err != nil {
 		if prev != nil {
@@ -120,7 +125,11 @@ func (n *Server) publishEphemeral(ctx context.Context, req *csi.NodePublishVolum
 		return err
 	}
 	rec.Flags, rec.Phase = vol.Flags, phasePublished
-	return n.state.save(rec)
+	if err := n.state.save(rec); err != nil {
+		return err
+	}
+	n.warnSize(ctx, req.GetVolumeContext(), id, size, deprecated, vol)
+	return nil
 }
 
 // removeEphemeral unmounts an inline volume, deletes its upper and init

@@ -65,6 +65,10 @@ func (n *Server) stage(ctx context.Context, req *csi.NodeStageVolumeRequest) err
 		}
 		targets = prev.Targets
 	}
+	size, deprecated, err := askedSize(req.GetVolumeContext())
+	if err != nil {
+		return err
+	}
 	rec := &volumeRecord{
 		ID:        id,
 		Kind:      kindPersistent,
@@ -82,6 +86,7 @@ func (n *Server) stage(ctx context.Context, req *csi.NodeStageVolumeRequest) err
 	vol, err := n.assemble.Mount(ctx, assemble.Request{
 		VolumeID: id, LayerSet: rec.LayerSet, Target: staging, ReadOnly: readOnly,
 		MountOptions: req.GetVolumeCapability().GetMount().GetMountFlags(),
+		Size:         size,
 	})
 	if err != nil {
 		if uerr := n.abandonStage(context.WithoutCancel(ctx), rec); uerr != nil {
@@ -93,7 +98,11 @@ func (n *Server) stage(ctx context.Context, req *csi.NodeStageVolumeRequest) err
 		return err
 	}
 	rec.Flags, rec.Phase = vol.Flags, phaseStaged
-	return n.state.save(rec)
+	if err := n.state.save(rec); err != nil {
+		return err
+	}
+	n.warnSize(ctx, req.GetVolumeContext(), id, size, deprecated, vol)
+	return nil
 }
 
 // abandonStage records a staging that failed before anything was mounted.

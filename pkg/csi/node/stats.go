@@ -17,10 +17,12 @@ import (
 	"github.com/layerset/layerset-csi/pkg/layers"
 )
 
-// NodeGetVolumeStats reports what the volume's writes use, from its upper,
-// against what the store's file system has left: every volume of the node
-// shares that space. Whether the volume is still mounted is told by
-// NodeGetVolumeHealth.
+// NodeGetVolumeStats reports what the volume's writes use. A volume with a
+// size limit reports its limit as capacity, and its use as the quota or its
+// image's filesystem counts it, in constant time. A volume without one
+// reports the sizes of its upper's files, walked, against what the store's
+// filesystem has left: every such volume of the node shares that space.
+// Whether the volume is still mounted is told by NodeGetVolumeHealth.
 func (n *Server) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
 	if err := rpc.RequireField("volume_id", req.GetVolumeId()); err != nil {
 		return nil, err
@@ -52,6 +54,9 @@ func (n *Server) volumeStats(ctx context.Context, id, path string) (*csi.NodeGet
 	}
 	if err != nil {
 		return nil, err
+	}
+	if vol.Limit != nil {
+		return limitedStats(ctx, n.cfg.Store, vol)
 	}
 	used, err := diskUsage(ctx, vol.UpperDir())
 	if err != nil {
@@ -117,4 +122,32 @@ func diskUsage(ctx context.Context, root string) (usage, error) {
 		return nil
 	})
 	return u, err
+}
+
+// limitedStats reads a sized volume's use from its limit: capacity is the
+// limit, available what is left of it, or of the disk if that is less.
+func limitedStats(ctx context.Context, store *layers.Store, vol *layers.Volume) (*csi.NodeGetVolumeStatsResponse, error) {
+	u, err := store.Usage(ctx, vol.ID)
+	if err != nil {
+		return nil, fmt.Errorf("read the usage of volume %s: %w", vol.ID, err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(store.Dir(), &st); err != nil {
+		return nil, fmt.Errorf("statfs %s: %w", store.Dir(), err)
+	}
+	avail := max(u.Limit-u.Bytes, 0)
+	inodes := &csi.VolumeUsage{Unit: csi.VolumeUsage_INODES, Used: u.Inodes}
+	if u.FreeInodes >= 0 {
+		inodes.Available, inodes.Total = u.FreeInodes, u.Inodes+u.FreeInodes
+	} else {
+		// A project quota bounds bytes only; inodes come from the disk.
+		avail = min(avail, int64(st.Bavail)*int64(st.Bsize))
+		inodes.Available, inodes.Total = int64(st.Ffree), int64(st.Files)
+	}
+	return &csi.NodeGetVolumeStatsResponse{
+		Usage: []*csi.VolumeUsage{
+			{Unit: csi.VolumeUsage_BYTES, Used: u.Bytes, Available: avail, Total: u.Limit},
+			inodes,
+		},
+	}, nil
 }
