@@ -39,6 +39,7 @@ fuzz: ## every fuzz target (func FuzzXxx in *_test.go), one at a time, FUZZTIME 
 bench: ## benchmarks, reported as ratios against a baseline in the same run (root)
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 60m ./pkg/overlay/ ./pkg/archive/ ./pkg/layers/
 	$(GO) test -run '^$$' -bench . -benchtime 30x -timeout 60m ./bench/
+	$(GO) test -run '^$$' -bench VolumeStats -benchtime 5x ./pkg/csi/node/
 
 lint: $(LINT_STEPS) ## gofmt, go vet, go mod tidy -diff, golangci-lint (.golangci.yml), GOOS=darwin build of CLUSTER_PKGS
 
