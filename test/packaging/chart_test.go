@@ -50,7 +50,38 @@ func chartCases() []chartCase {
 		{
 			name:   "StorageClass of one LayerSet",
 			files:  []string{"ci/storageclass-values.yaml"},
+			expect: func(w *want) { w.storageClass = map[string]string{"layerSet": "demo"} },
+		},
+		{
+			// Deprecated, still a parameter for one release.
+			name:   "StorageClass with an upper size hint",
+			files:  []string{"ci/storageclass-values.yaml"},
+			set:    []string{"storageClass.upperSizeHint=1Gi"},
 			expect: func(w *want) { w.storageClass = map[string]string{"layerSet": "demo", "upperSizeHint": "1Gi"} },
+		},
+		{
+			name:   "external resizer",
+			files:  []string{"ci/external-resizer-values.yaml"},
+			expect: func(w *want) { w.externalResizer = true },
+		},
+		{
+			name:  "external resizer, no leader election",
+			files: []string{"ci/external-resizer-values.yaml"},
+			set:   []string{"controller.leaderElection.enabled=false"},
+			expect: func(w *want) {
+				w.externalResizer = true
+				w.leaderElect = false
+			},
+		},
+		{
+			name:   "project quotas only, own id range",
+			set:    []string{"node.quota=project", "node.projectIDs=1000-1999"},
+			expect: func(w *want) { w.quota, w.projectIDs = "project", "1000-1999" },
+		},
+		{
+			name:   "sizes ignored",
+			set:    []string{"node.quota=off"},
+			expect: func(w *want) { w.quota = "off" },
 		},
 		{
 			name:   "CRDs managed elsewhere",
@@ -153,6 +184,13 @@ func TestChartRejects(t *testing.T) {
 		{"lease that is no duration", []string{"controller.leaderElection.renewDeadline=soon"}, []string{"renewDeadline"}},
 		{"StorageClass without a LayerSet", []string{"storageClass.create=true"}, []string{"layerSet"}},
 		{"size hint that is no quantity", []string{"storageClass.create=true", "storageClass.layerSet=demo", "storageClass.upperSizeHint=big"}, []string{"upperSizeHint"}},
+		{"unknown quota mode", []string{"node.quota=xfs"}, []string{"/node/quota", "'auto', 'project', 'fallback', 'off'"}},
+		{"project ids that are no range", []string{"node.projectIDs=2000000000"}, []string{"/node/projectIDs"}},
+		{"project ids with a zero", []string{"node.projectIDs=0-100"}, []string{"/node/projectIDs"}},
+		{"project ids reversed", []string{"node.projectIDs=2000-1000"},
+			[]string{`node.projectIDs "2000-1000": want FIRST-LAST, project quota ids with 0 < FIRST <= LAST < 2^32`}},
+		{"project ids above 32 bits", []string{"node.projectIDs=1-4294967296"}, []string{`node.projectIDs "1-4294967296"`, "< 2^32"}},
+		{"unknown resizer", []string{"controller.resizer=sidecar"}, []string{"/controller/resizer", "'builtin', 'external'"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,7 +34,12 @@ type want struct {
 	registrar     bool // node-driver-registrar sidecar, else built-in registration
 	livenessProbe bool // livenessprobe sidecar, else the plugin's /healthz
 	provisioner   bool // csi-provisioner sidecar, else --provisioner
-	leaderElect   bool
+	// externalResizer: the csi-resizer sidecar and --resizer=none, else
+	// --resizer=builtin.
+	externalResizer bool
+	// quota and projectIDs are the node plugin's --quota and --project-ids.
+	quota, projectIDs string
+	leaderElect       bool
 	// leases are the lease duration, renew deadline and retry period.
 	leases   [3]string
 	replicas int32
@@ -58,6 +63,8 @@ func defaults(t *testing.T) want {
 		registrar:     true,
 		livenessProbe: true,
 		provisioner:   true,
+		quota:         "auto",
+		projectIDs:    "2000000000-2099999999",
 		leaderElect:   true,
 		leases:        [3]string{"15s", "10s", "2s"},
 		replicas:      1,
@@ -160,6 +167,7 @@ func checkNodeDaemonSet(t *testing.T, in *installation, w want) {
 		"socket-dir":       pluginDir,
 		"registration-dir": w.kubeletDir + "/plugins_registry",
 		"store":            w.storeDir,
+		"dev":              "/dev",
 	}
 	gotHostPaths := map[string]string{}
 	for _, v := range pod.Volumes {
@@ -184,8 +192,14 @@ func checkNodeDaemonSet(t *testing.T, in *installation, w want) {
 			t.Errorf("plugin mount of %s: %+v, want %s with Bidirectional propagation", m.name, vm, m.path)
 		}
 	}
+	// Loop devices made after the container started are only in the
+	// host's /dev.
+	if vm := mount(plugin, "dev"); vm == nil || vm.MountPath != "/dev" {
+		t.Errorf("plugin mount of the host's /dev: %+v, want it at /dev", vm)
+	}
 	args := plugin.Args
-	wantArgs := []string{"node", "--endpoint=unix:///csi/csi.sock", "--node-id=$(NODE_NAME)", "--root=" + w.storeDir}
+	wantArgs := []string{"node", "--endpoint=unix:///csi/csi.sock", "--node-id=$(NODE_NAME)", "--root=" + w.storeDir,
+		"--quota=" + w.quota, "--project-ids=" + w.projectIDs}
 	if !w.registrar {
 		// The kubelet dials what the plugin announces: the socket's host path.
 		wantArgs = append(wantArgs, "--registration-dir=/registration", "--kubelet-registration-path="+pluginDir+"/csi.sock")
@@ -295,6 +309,13 @@ func checkController(t *testing.T, in *installation, w want) {
 	if got := slices.Contains(ctrl.Args, "--provisioner"); got == w.provisioner {
 		t.Errorf("controller args %q: --provisioner %t, want %t", ctrl.Args, got, !w.provisioner)
 	}
+	wantResizer := "--resizer=builtin"
+	if w.externalResizer {
+		wantResizer = "--resizer=none" // the sidecar resizes, never both
+	}
+	if got := slices.DeleteFunc(slices.Clone(ctrl.Args), func(a string) bool { return !strings.HasPrefix(a, "--resizer") }); !slices.Equal(got, []string{wantResizer}) {
+		t.Errorf("controller args %q: resizer flags %q, want %q", ctrl.Args, got, wantResizer)
+	}
 	wantNames := []string{"layerset-csi"}
 	if w.provisioner {
 		wantNames = append(wantNames, "csi-provisioner")
@@ -308,6 +329,29 @@ func checkController(t *testing.T, in *installation, w want) {
 			t.Errorf("csi-provisioner args %q: --leader-election %t, want %t", p.Args, got, w.leaderElect)
 		}
 		checkLeaseArgs(t, "csi-provisioner", p.Args, "--leader-election-", w)
+	}
+	if w.externalResizer {
+		wantNames = append(wantNames, "csi-resizer")
+		r := container(t, pod.Containers, "csi-resizer")
+		if !strings.HasPrefix(r.Image, "registry.k8s.io/sig-storage/csi-resizer:") {
+			t.Errorf("csi-resizer image %q, want the upstream one", r.Image)
+		}
+		// Online expansion: no pods to watch, so no RBAC on pods.
+		for _, a := range []string{"--csi-address=/csi/csi.sock", "--handle-volume-inuse-error=false", "--http-endpoint=:9811"} {
+			if !slices.Contains(r.Args, a) {
+				t.Errorf("csi-resizer args %q lack %q", r.Args, a)
+			}
+		}
+		if vm := mount(r, "socket-dir"); vm == nil || vm.MountPath != "/csi" {
+			t.Errorf("csi-resizer mount of the controller's socket %+v, want socket-dir at /csi", vm)
+		}
+		if got := slices.Contains(r.Args, "--leader-election"); got != w.leaderElect {
+			t.Errorf("csi-resizer args %q: --leader-election %t, want %t", r.Args, got, w.leaderElect)
+		}
+		checkLeaseArgs(t, "csi-resizer", r.Args, "--leader-election-", w)
+		if p := r.LivenessProbe; w.leaderElect && (p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz/leader-election") {
+			t.Errorf("csi-resizer liveness probe %+v, want GET /healthz/leader-election", p)
+		}
 	}
 	if !reflect.DeepEqual(names, wantNames) {
 		t.Errorf("controller containers %q, want %q", names, wantNames)
@@ -351,6 +395,9 @@ func wantControllerRules(everyNamespace bool) []string {
 		"layerset.io/nodecaches:get,list,watch",
 		"core/persistentvolumes:create,delete,get,list,patch,update,watch",
 		"core/persistentvolumeclaims:get,list,patch,update,watch",
+		// The resizer's, built in or the sidecar's: the claim's capacity
+		// and conditions.
+		"core/persistentvolumeclaims/status:patch",
 		"storage.k8s.io/storageclasses:get,list,watch",
 		"storage.k8s.io/csinodes:get,list,watch",
 		"core/nodes:get,list,watch",
@@ -473,6 +520,9 @@ func checkStorageClass(t *testing.T, in *installation, w want) {
 	}
 	if sc.VolumeBindingMode == nil || *sc.VolumeBindingMode != storagev1.VolumeBindingWaitForFirstConsumer {
 		t.Errorf("volumeBindingMode %v, want WaitForFirstConsumer: a volume lives on its pod's node", deref(sc.VolumeBindingMode))
+	}
+	if sc.AllowVolumeExpansion == nil || !*sc.AllowVolumeExpansion {
+		t.Errorf("allowVolumeExpansion %v, want true: a claim's request is its volume's limit, and may grow", deref(sc.AllowVolumeExpansion))
 	}
 }
 

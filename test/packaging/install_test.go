@@ -132,17 +132,24 @@ func TestInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	addPrinterColumn(t, filepath.Join(upgraded, "files", "crds", "layerset.io_layersets.yaml"), "Upgraded")
-	c.helmRun(t, "upgrade", release, upgraded, "--namespace", namespace,
+	out = c.helmRun(t, "upgrade", release, upgraded, "--namespace", namespace,
 		"-f", filepath.Join(chart, "ci", "microk8s-values.yaml"),
 		"-f", filepath.Join(chart, "ci", "storageclass-values.yaml"),
-		"--set", "sidecars.nodeDriverRegistrar.enabled=false", "--set", "controller.replicas=2")
+		"-f", filepath.Join(chart, "ci", "external-resizer-values.yaml"),
+		"--set", "sidecars.nodeDriverRegistrar.enabled=false", "--set", "controller.replicas=2",
+		"--set", "node.quota=fallback", "--set", "storageClass.upperSizeHint=1Gi")
 	t.Run("upgrade", func(t *testing.T) {
+		if !strings.Contains(out, "storageClass.upperSizeHint is deprecated") {
+			t.Errorf("helm upgrade with storageClass.upperSizeHint does not say it is deprecated:\n%s", out)
+		}
 		in := readInstallation(ctx, t, c.client)
 		w := defaults(t)
 		w.kubeletDir = "/var/snap/microk8s/common/var/lib/kubelet"
 		w.storageClass = map[string]string{"layerSet": "demo", "upperSizeHint": "1Gi"}
 		w.registrar = false
 		w.replicas = 2
+		w.externalResizer = true
+		w.quota = "fallback"
 		t.Run("CSIDriver", func(t *testing.T) { checkCSIDriver(t, in) })
 		t.Run("node DaemonSet", func(t *testing.T) { checkNodeDaemonSet(t, in, w) })
 		t.Run("controller Deployment", func(t *testing.T) { checkController(t, in, w) })
