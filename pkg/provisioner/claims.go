@@ -24,8 +24,11 @@ const (
 	reasonSucceeded    = "ProvisioningSucceeded"
 	reasonFailed       = "ProvisioningFailed"
 	reasonDeleteFailed = "VolumeFailedDelete"
-	actionProvision    = "Provision"
-	actionDelete       = "Delete"
+	// reasonDeprecated is ours: a StorageClass uses a parameter that
+	// goes away.
+	reasonDeprecated = "DeprecatedParameter"
+	actionProvision  = "Provision"
+	actionDelete     = "Delete"
 )
 
 // maxNote bounds an Event's note, which the API server limits to 1 kB.
@@ -137,6 +140,9 @@ func (r *claims) provision(ctx context.Context, claim *corev1.PersistentVolumeCl
 	}
 	r.events.Eventf(claim, nil, corev1.EventTypeNormal, reasonProvisioning, actionProvision,
 		"External provisioner is provisioning volume for claim %q", claim.Namespace+"/"+claim.Name)
+	if note := deprecatedParameters(claim, class); note != "" {
+		r.events.Eventf(claim, nil, corev1.EventTypeWarning, reasonDeprecated, actionProvision, "%s", truncate(note))
+	}
 	cctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	resp, err := r.opts.Controller.CreateVolume(cctx, req)
 	cancel()

@@ -337,6 +337,21 @@ func TestProvisioner(t *testing.T) {
 		})
 	})
 
+	t.Run("DeprecatedParameter", func(t *testing.T) {
+		e := e
+		e.t = t
+		hinted := storageClass("hinted", storagev1.VolumeBindingWaitForFirstConsumer, corev1.PersistentVolumeReclaimDelete)
+		hinted.Parameters["upperSizeHint"] = "8Gi"
+		e.create(hinted)
+		pvc := claim("hinted", "hinted", corev1.ReadWriteOnce, nodeName)
+		e.create(pvc)
+		e.event(pvc, "DeprecatedParameter", `StorageClass "hinted" sets parameter upperSizeHint=8Gi, which is deprecated and ignored: the claim's storage request, 1Gi, is the volume's size`)
+		pv := e.volumeOf(pvc)
+		if got := pv.Spec.Capacity[corev1.ResourceStorage]; got.Cmp(resource.MustParse("1Gi")) != 0 || pv.Spec.CSI.VolumeAttributes[names.ContextSize] != "1Gi" {
+			t.Errorf("capacity %s, volume attributes %v; want the claim's 1Gi", got.String(), pv.Spec.CSI.VolumeAttributes)
+		}
+	})
+
 	t.Run("LayerSetRefused", func(t *testing.T) {
 		e := e
 		e.t = t

@@ -27,6 +27,28 @@ const (
 	Finalizer = "external-provisioner.volume.kubernetes.io/finalizer"
 )
 
+// paramUpperSizeHint is the StorageClass parameter the claim's storage
+// request replaced; named once here, where the deprecation is
+// acknowledged.
+const paramUpperSizeHint = names.ParamUpperSizeHint //nolint:staticcheck // SA1019: read for one release (pkg/csi/names)
+
+// deprecatedParameters says what the claim's class asks for in a way that
+// goes away, "" if nothing: the user who reads the claim's events is told,
+// not only the controller's log.
+func deprecatedParameters(claim *corev1.PersistentVolumeClaim, class *storagev1.StorageClass) string {
+	hint, ok := class.Parameters[paramUpperSizeHint]
+	if !ok {
+		return ""
+	}
+	size := claim.Spec.Resources.Requests[corev1.ResourceStorage]
+	if size.Sign() <= 0 {
+		return fmt.Sprintf("StorageClass %q sets parameter %s=%s, which is deprecated: it is this volume's size because the claim requests no storage; "+
+			"request the size in the claim (resources.requests.storage) and remove the parameter", class.Name, paramUpperSizeHint, hint)
+	}
+	return fmt.Sprintf("StorageClass %q sets parameter %s=%s, which is deprecated and ignored: the claim's storage request, %s, is the volume's size; "+
+		"remove the parameter", class.Name, paramUpperSizeHint, hint, size.String())
+}
+
 // reservedPrefix marks StorageClass parameters meant for the provisioner,
 // never passed to CreateVolume.
 const (
