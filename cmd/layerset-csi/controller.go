@@ -39,6 +39,32 @@ type controllerFlags struct {
 	leaderElect bool
 	leases      leaseFlags
 	provisioner bool
+	resizer     resizerMode
+}
+
+// resizerMode is who expands the volumes of claims that ask for more
+// storage: the controller itself, or (none) the csi-resizer sidecar.
+type resizerMode string
+
+const (
+	resizerBuiltin resizerMode = "builtin"
+	resizerNone    resizerMode = "none"
+)
+
+func (m *resizerMode) String() string { return string(*m) }
+
+// Type names the choices in --help.
+func (m *resizerMode) Type() string { return "builtin|none" }
+
+// Set refuses anything but the choices, so a misspelt value fails at
+// start rather than leaving claims unresized.
+func (m *resizerMode) Set(s string) error {
+	switch v := resizerMode(s); v {
+	case resizerBuiltin, resizerNone:
+		*m = v
+		return nil
+	}
+	return fmt.Errorf("%q is not builtin or none", s)
 }
 
 // leaseFlags are the leader election durations, named as
@@ -51,13 +77,15 @@ func newControllerCommand() *cobra.Command {
 		Use:   "controller --endpoint unix:///PATH.sock [flags]",
 		Short: "Serve the CSI controller service: create and delete LayerSet volumes",
 		Long: "Serve the CSI Identity and Controller services on --endpoint, for external-provisioner.\n" +
-			"A StorageClass names the LayerSet in its parameters (layerSet, and optionally upperSizeHint).\n" +
+			"A StorageClass names the LayerSet in its parameters (layerSet; upperSizeHint is deprecated).\n" +
 			"Writable volumes keep their writes on one node, the one the provisioner's topology selects\n" +
 			"(use volumeBindingMode: WaitForFirstConsumer and the provisioner's Topology feature).\n" +
 			"Created volumes are recorded under --state-dir, so a restarted controller knows them.\n" +
 			"Without --layersets it runs in cluster mode: it also resolves LayerSet objects (tags pinned to\n" +
 			"digests, nested LayerSets, pull secrets) into their status, aggregates node cache readiness and,\n" +
-			"with --provisioner, provisions PersistentVolumes itself instead of external-provisioner.\n" +
+			"with --provisioner, provisions PersistentVolumes itself instead of external-provisioner, and with\n" +
+			"--resizer builtin, expands the volumes of claims that ask for more storage instead of external-resizer.\n" +
+			"A claim's storage request is its volume's size limit, at most its LayerSet's maxSize.\n" +
 			"CreateVolume refuses LayerSets that do not resolve.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runController(cmd.Context(), f) },
@@ -76,6 +104,8 @@ func newControllerCommand() *cobra.Command {
 	fs.DurationVar(&f.leases.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "cluster mode: how long the leader tries to renew before it gives up and exits")
 	fs.DurationVar(&f.leases.retryPeriod, "leader-elect-retry-period", 2*time.Second, "cluster mode: how often a renewal or a campaign is tried")
 	fs.BoolVar(&f.provisioner, "provisioner", false, "cluster mode: provision PersistentVolumes without external-provisioner")
+	f.resizer = resizerNone
+	fs.Var(&f.resizer, "resizer", "who expands the volumes of claims that ask for more storage: builtin, this controller (cluster mode), or none, the csi-resizer sidecar")
 	return cmd
 }
 
@@ -120,6 +150,14 @@ func runController(ctx context.Context, f controllerFlags) error {
 			return err
 		}
 	}
+	if f.resizer == resizerBuiltin {
+		if mgr == nil {
+			return fmt.Errorf("--resizer builtin needs cluster mode: it resizes PersistentVolumeClaims, and --layersets runs without Kubernetes")
+		}
+		if err := provisioner.SetupResizer(mgr, provisioner.ResizerOptions{DriverName: f.driverName, Controller: cs}); err != nil {
+			return err
+		}
+	}
 
 	// In cluster mode the manager serves metrics and health, so the CSI
 	// call metrics join its registry.
@@ -134,7 +172,7 @@ func runController(ctx context.Context, f controllerFlags) error {
 		return err
 	}
 	klog.FromContext(ctx).Info("Serving CSI controller", "endpoint", socket, "stateDir", f.stateDir,
-		"layerSets", f.layerSets, "clusterMode", mgr != nil, "provisioner", f.provisioner, "version", version.Get())
+		"layerSets", f.layerSets, "clusterMode", mgr != nil, "provisioner", f.provisioner, "resizer", f.resizer, "version", version.Get())
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
