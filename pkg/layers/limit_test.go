@@ -180,7 +180,17 @@ func testLimitedVolumes(t *testing.T, root string, mode quota.Mode, method quota
 		t.Errorf("after a restart the limit does not hold: %d bytes written: %q", n, stderr)
 	}
 
-	for _, id := range []string{"small", "large"} {
+	// Ids are claimed again at start: a new volume never gets a live one's.
+	third := mountVolume(t, s, VolumeSpec{ID: "third", Layers: chainOf(img), Target: filepath.Join(mnt, "third"), Size: 4 * mib})
+	largeVol, err := s.Volume("large")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if method == quota.MethodProject && (third.Limit.Project == largeVol.Limit.Project || third.Limit.Project == vol.Limit.Project) {
+		t.Errorf("after a restart a new volume got project id %d, held by a live volume (large %d, small %d)",
+			third.Limit.Project, largeVol.Limit.Project, vol.Limit.Project)
+	}
+	for _, id := range []string{"small", "large", "third"} {
 		dir := s.path(volumeDirName(id))
 		if err := s.Unmount(ctx, id, RemoveUpper); err != nil {
 			t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/layerset/layerset-csi/pkg/csi/names"
 	"github.com/layerset/layerset-csi/pkg/overlay"
+	"github.com/layerset/layerset-csi/pkg/quota"
 )
 
 // The fuzz targets here exercise the pure handling of what the caller of
@@ -99,6 +100,34 @@ func FuzzMountOptions(f *testing.F) {
 		}
 		if !fl.NoSuid || !fl.NoDev {
 			t.Fatalf("checkMountFlags accepted %q, which gives %+v: nosuid,nodev lost", got, fl)
+		}
+	})
+}
+
+// FuzzAskedSize feeds volumeAttributes.size (and the deprecated key) what
+// a pod's author may write: a size is either refused with InvalidArgument
+// naming the key, or taken within the bounds the store accepts.
+func FuzzAskedSize(f *testing.F) {
+	for _, s := range []string{"16Mi", "1Gi", "0", "-1", "1e3", "1.5Gi", "9223372036854775807", "1E", "1Pi", "2Pi", "10gi", "", " 1Gi", "1Mi\x00"} {
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, s string, deprecatedKey bool) {
+		key := names.ContextSize
+		if deprecatedKey {
+			key = names.ContextUpperSizeHint
+		}
+		bytes, deprecated, err := askedSize(map[string]string{key: s})
+		if deprecated != deprecatedKey {
+			t.Fatalf("deprecated = %t for key %s", deprecated, key)
+		}
+		if err != nil {
+			if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), key) {
+				t.Fatalf("size %q: %v, want InvalidArgument naming %s", s, err, key)
+			}
+			return
+		}
+		if bytes < quota.MinLimit || bytes > quota.MaxLimit {
+			t.Fatalf("size %q taken as %d bytes, outside [%d, %d]", s, bytes, int64(quota.MinLimit), int64(quota.MaxLimit))
 		}
 	})
 }
