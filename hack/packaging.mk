@@ -5,7 +5,7 @@ PLATFORMS ?= linux/$(shell $(GO) env GOARCH)
 
 .PHONY: image deploy-manifests verify-deploy-manifests test-packaging
 
-image: ## container image as docker-archives and an OCI layout in _output/image (PLATFORMS="linux/amd64 linux/arm64")
+image: ## container image of this machine's platform (it ships the host's mkfs.ext4) as a docker-archive and an OCI layout in _output/image; other platforms: docker buildx build --platform linux/arm64 . (Dockerfile)
 	PLATFORMS="$(PLATFORMS)" bash hack/image.sh
 
 deploy-manifests: ## copy config/crd into the chart and render deploy/ from it (run after make generate)
