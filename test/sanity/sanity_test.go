@@ -99,7 +99,11 @@ func runSanity(t *testing.T, sanityBin, dir, nodeSock, ctrlSock string) {
 		"-csi.mountdir", filepath.Join(dir, "target"),
 		"-csi.stagingdir", filepath.Join(dir, "staging"),
 		"-csi.testvolumeparameters", params,
+		// Volumes are created at this size, their limit, and expanded
+		// to the next: ControllerExpandVolume records it and
+		// NodeExpandVolume raises the published volume's limit.
 		"-csi.testvolumesize", "1073741824",
+		"-csi.testvolumeexpandsize", "2147483648",
 		"-csi.junitfile", junit,
 		"-ginkgo.timeout", "9m",
 	)
@@ -114,7 +118,8 @@ func runSanity(t *testing.T, sanityBin, dir, nodeSock, ctrlSock string) {
 	passed, skipped := junitCounts(t, junit)
 	t.Logf("csi-sanity: %d specs passed, %d skipped:\n  %s", len(passed), len(skipped), strings.Join(skipped, "\n  "))
 	// Guard against a suite that skipped what matters: every service ran.
-	for _, want := range []string{"Node Service", "Controller Service", "Identity Service"} {
+	for _, want := range []string{"Node Service", "Controller Service", "Identity Service",
+		"ExpandVolume [Controller Server] should work", "NodeExpandVolume should work if node-expand is called after node-publish"} {
 		if !containsPrefix(passed, want) {
 			t.Errorf("no %q spec passed; the suite did not run as expected", want)
 		}

@@ -156,6 +156,9 @@ func (c *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 			if want.SizeBytes > 0 {
 				source = sizeFromDefault
 			}
+			if err := checkMinSize(want.SizeBytes, want.Writable); err != nil {
+				return nil, status.Errorf(codes.OutOfRange, "LayerSet %q: defaultSize: %s", want.Params.LayerSet, status.Convert(err).Message())
+			}
 		}
 		if err := checkMaxSize(ls, want.SizeBytes, fmt.Sprintf("volume %q", req.GetName())); err != nil {
 			return nil, err
@@ -197,6 +200,9 @@ func (c *Server) newVolume(req *csi.CreateVolumeRequest) (*createdVolume, sizeSo
 	}
 	size, source, err := requestedSize(rangeSize, params)
 	if err != nil {
+		return nil, "", err
+	}
+	if err := checkMinSize(size, writable); err != nil {
 		return nil, "", err
 	}
 	if req.GetVolumeContentSource() != nil {

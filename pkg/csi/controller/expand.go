@@ -11,6 +11,7 @@ import (
 
 	"github.com/layerset/layerset-csi/internal/atomicfile"
 	"github.com/layerset/layerset-csi/pkg/apis/layerset/v1alpha1"
+	"github.com/layerset/layerset-csi/pkg/csi/names"
 	"github.com/layerset/layerset-csi/pkg/csi/rpc"
 )
 
@@ -56,7 +57,11 @@ func (c *Server) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 		return nil, status.Errorf(codes.Internal, "volume %s: %v", id, err)
 	}
 	if v == nil {
-		return nil, status.Errorf(codes.NotFound, "volume %s does not exist", id)
+		return nil, status.Errorf(codes.NotFound, "volume %s does not exist in the controller's records: only volumes it created can be expanded "+
+			"(a static PersistentVolume's size is its volumeAttributes.%s)", id, names.ContextSize)
+	}
+	if err := checkMinSize(size, v.Writable); err != nil {
+		return nil, err
 	}
 	answer := &csi.ControllerExpandVolumeResponse{CapacityBytes: size, NodeExpansionRequired: v.Writable}
 	switch {

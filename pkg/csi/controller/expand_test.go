@@ -90,7 +90,7 @@ func TestControllerExpandVolume(t *testing.T) {
 		{name: "empty capacity range", req: expandReq("pvc-rw", 0, 0), code: codes.InvalidArgument, msgs: []string{"no size"}},
 		{name: "negative", req: expandReq("pvc-rw", -1, 0), code: codes.InvalidArgument, msgs: []string{"negative"}},
 		{name: "required above limit", req: expandReq("pvc-rw", 3*gi, 2*gi), code: codes.InvalidArgument, msgs: []string{"exceeds limit_bytes"}},
-		{name: "absurd", req: expandReq("pvc-rw", MaxSizeBytes+1, 0), code: codes.OutOfRange, msgs: []string{"at most 1Ei"}},
+		{name: "absurd", req: expandReq("pvc-rw", MaxSizeBytes+1, 0), code: codes.OutOfRange, msgs: []string{"at most 1Pi"}},
 		{name: "block capability", req: func() *csi.ControllerExpandVolumeRequest {
 			r := expandReq("pvc-rw", 2*gi, 0)
 			r.VolumeCapability = ctrlBlockCap(ctrlRWO)
@@ -99,6 +99,7 @@ func TestControllerExpandVolume(t *testing.T) {
 		{name: "unknown volume", req: expandReq("pvc-none", 2*gi, 0), code: codes.NotFound, msgs: []string{"pvc-none", "does not exist"}},
 		{name: "id that is not ours", req: expandReq("../pvc-rw", 2*gi, 0), code: codes.NotFound, msgs: []string{"not created by this controller"}},
 
+		{name: "writable below the smallest size", req: expandReq("pvc-unlimited", 4096, 0), code: codes.OutOfRange, msgs: []string{"4Ki", "smallest"}},
 		{name: "grow", req: expandReq("pvc-rw", 2*gi, 0), capacity: 2 * gi, nodeRequired: true},
 		{name: "grow to limit_bytes", req: expandReq("pvc-rw", 0, 3*gi), capacity: 3 * gi, nodeRequired: true},
 		{name: "same size again", req: expandReq("pvc-rw", gi, 0), capacity: gi, nodeRequired: true},

@@ -9,11 +9,16 @@ import (
 	"github.com/layerset/layerset-csi/pkg/apis/layerset/v1alpha1"
 )
 
-// MaxSizeBytes bounds the size a volume may have: 1 EiB, beyond any
-// node's disk. A larger number is a mistake, and refusing it here keeps
-// the arithmetic downstream (quota blocks, image files) far from
-// overflowing.
-const MaxSizeBytes int64 = 1 << 60
+// The sizes a volume may have: what the node enforces (pkg/quota's
+// MinLimit and MaxLimit, which cluster-side code cannot import), so that a
+// volume the node would refuse at its first mount is refused when it is
+// created, where the claim's events say why. Below 1 MiB no filesystem
+// image is made; 1 PiB is beyond any node's disk, so a larger number is a
+// mistake.
+const (
+	MinSizeBytes int64 = 1 << 20
+	MaxSizeBytes int64 = 1 << 50
+)
 
 // sizeSource says where a new volume's size came from, for the log.
 type sizeSource string
@@ -55,6 +60,15 @@ func checkCapacityRange(r *csi.CapacityRange) (required, limit, size int64, err 
 func checkBound(size int64) error {
 	if size > MaxSizeBytes {
 		return status.Errorf(codes.OutOfRange, "a size of %d bytes is larger than any volume can be (at most %s)", size, quantity(MaxSizeBytes))
+	}
+	return nil
+}
+
+// checkMinSize refuses a writable volume a size below MinSizeBytes. A
+// read-only volume's size limits nothing, so any is accepted; 0 is none.
+func checkMinSize(size int64, writable bool) error {
+	if writable && size > 0 && size < MinSizeBytes {
+		return status.Errorf(codes.OutOfRange, "a size of %s is below the smallest a writable volume can have, %s", quantity(size), quantity(MinSizeBytes))
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ func TestControllerCreateVolumeLayerSetSizes(t *testing.T) {
 		"defaults": sizedLayerSet("defaults", "256Mi", "1Gi"),
 		"free":     sizedLayerSet("free", "", ""),
 		"broken":   sizedLayerSet("broken", "4Gi", "1Gi"),
+		"tiny":     sizedLayerSet("tiny", "4Ki", ""),
 	}}
 	tests := []struct {
 		name     string
@@ -43,9 +44,11 @@ func TestControllerCreateVolumeLayerSetSizes(t *testing.T) {
 		{name: "upperSizeHint wins over defaultSize", req: ctrlCreateReq("pvc-i", ctrlWithParam(names.ParamLayerSet, "defaults"), ctrlWithParam(paramUpperSizeHint, "128Mi")),
 			capacity: 128 << 20, size: "128Mi"},
 		{name: "no limits", req: ctrlCreateReq("pvc-j", ctrlWithParam(names.ParamLayerSet, "free"), ctrlWithCapacity(MaxSizeBytes, 0)),
-			capacity: MaxSizeBytes, size: "1Ei"},
+			capacity: MaxSizeBytes, size: "1Pi"},
 		{name: "defaultSize above maxSize", req: ctrlCreateReq("pvc-k", ctrlWithParam(names.ParamLayerSet, "broken")),
 			code: codes.OutOfRange, msgs: []string{"size 4Gi exceeds maxSize 1Gi", `"broken"`}},
+		{name: "defaultSize below the smallest size", req: ctrlCreateReq("pvc-m", ctrlWithParam(names.ParamLayerSet, "tiny")),
+			code: codes.OutOfRange, msgs: []string{`LayerSet "tiny": defaultSize`, "4Ki", "smallest"}},
 		{name: "read-only volumes are bounded too", req: ctrlCreateReq("pvc-l", ctrlWithCaps(ctrlMountCap(ctrlROX)), ctrlWithCapacity(3<<30, 0)),
 			code: codes.OutOfRange, msgs: []string{"exceeds maxSize 2Gi"}},
 	}
