@@ -23,6 +23,7 @@ func TestE2E(t *testing.T) {
 		{"plugin-restart", testPluginRestart, false},       // 7
 		{"prefetch", testPrefetch, false},                  // 8
 		{"bad-layersets", testBadLayerSets, false},         // 10
+		{"sizes", testSizes, false},                        // 11
 		{"timings", testTimings, false},                    //
 		{"controller-steady", testControllerSteady, false}, //
 		{"upgrade-uninstall", testUpgradeUninstall, false}, // 9
