@@ -11,14 +11,15 @@
 #   xfsprogs          mkfs.xfs, for the XFS filesystem made inside it
 #   e2fsprogs         mkfs.ext4 -O project,quota, for the ext4 one
 #   quota             setquota and repquota, to look at a guest by hand
-#   util-linux        losetup, mount, setpriv (a writer without
-#                     CAP_SYS_RESOURCE, which would ignore ext4 limits)
+#   util-linux        setpriv (a writer without CAP_SYS_RESOURCE, which
+#                     would ignore ext4 limits)
+#   mount             mount and losetup (Debian splits them from util-linux)
 set -euo pipefail
 LOG_TAG=test-packages
 # shellcheck source=hack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PACKAGES=(user-mode-linux kmod xfsprogs e2fsprogs quota util-linux)
+PACKAGES=(user-mode-linux kmod xfsprogs e2fsprogs quota util-linux mount)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -25,8 +25,10 @@ var filesystems = map[string]filesystem{
 	// -K: no discard pass over a fresh sparse file.
 	"xfs": {size: "512M", mkfs: []string{"mkfs.xfs", "-q", "-K"}, tool: "mkfs.xfs", pkg: "xfsprogs"},
 	// project and quota: the hidden quota inodes, project quotas among them;
-	// mounting with prjquota then turns their enforcement on.
-	"ext4": {size: "256M", mkfs: []string{"mkfs.ext4", "-q", "-O", "project,quota"}, tool: "mkfs.ext4", pkg: "e2fsprogs"},
+	// mounting with prjquota then turns their enforcement on. -b 4096: a
+	// node's filesystem has 4 KiB blocks, mke2fs would give one this small
+	// 1 KiB ones.
+	"ext4": {size: "256M", mkfs: []string{"mkfs.ext4", "-q", "-b", "4096", "-O", "project,quota"}, tool: "mkfs.ext4", pkg: "e2fsprogs"},
 }
 
 // baseModules are always loaded: loop devices for the filesystems, the

@@ -28,7 +28,7 @@ func TestInitScriptQuotesAndOrder(t *testing.T) {
 		`insmod "$M"/'drivers/block/loop.ko'`,
 		`insmod "$M"/'fs/overlayfs/overlay.ko'`,
 		`'mkfs.xfs' '-q' '-K' "$dev"`,
-		`'mkfs.ext4' '-q' '-O' 'project,quota' "$dev"`,
+		`'mkfs.ext4' '-q' '-b' '4096' '-O' 'project,quota' "$dev"`,
 		`mount -t ext4 -o prjquota "$dev" '/tmp/w 1/ext4'`,
 		`LAYERSET_SECONDKERNEL_FS_XFS='/tmp/w 1/xfs'`,
 		`'A=it'\''s'`,
