@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -171,13 +172,15 @@ func testSizedClaim(t *testing.T, c *cluster) {
 		},
 	}
 	c.create(t, pvc)
+	pod := c.fillingPod("sized-claim", claimVolume(pvc.Name, false), 100)
 	cleaned := false
 	t.Cleanup(func() {
-		if !cleaned {
+		if !cleaned { // a claim goes once no pod uses it
+			c.deleteAndWait(t, pod)
 			c.deleteAndWait(t, pvc)
 		}
 	})
-	pod, d := c.runPod(t, c.fillingPod("sized-claim", claimVolume(pvc.Name, false), 100))
+	pod, d := c.runPod(t, pod)
 	c.record(t, "pod Running: claim of 64Mi, provisioned", d)
 	defer func() {
 		if t.Failed() {
@@ -199,8 +202,19 @@ func testSizedClaim(t *testing.T, c *cluster) {
 	if err := c.client.Patch(context.Background(), pvc, patch); err != nil {
 		t.Fatalf("claim %s to 128Mi: %v", pvc.Name, err)
 	}
+	c.eventually(t, 2*time.Minute, "PersistentVolume "+pvc.Spec.VolumeName+" at 128Mi", func(ctx context.Context) error {
+		var pv corev1.PersistentVolume
+		if err := c.client.Get(ctx, client.ObjectKey{Name: pvc.Spec.VolumeName}, &pv); err != nil {
+			return err
+		}
+		if size := pv.Spec.Capacity[corev1.ResourceStorage]; size.Cmp(resource.MustParse("128Mi")) != 0 {
+			return fmt.Errorf("capacity %s", size.String())
+		}
+		return nil
+	})
+	c.record(t, "claim 64Mi -> 128Mi: PV capacity (controller)", time.Since(start))
 	c.waitCapacity(t, pvc.Name, "128Mi")
-	c.record(t, "claim 64Mi -> 128Mi, pod running (status.capacity)", time.Since(start))
+	c.record(t, "claim 64Mi -> 128Mi: claim status (kubelet)", time.Since(start))
 	c.checkCapacity(t, pvc.Name, "128Mi")
 	script := "rm " + mountPath + "/fill && dd if=/dev/zero of=" + mountPath + "/fill bs=1M count=100 conv=fsync 2>/dev/null && stat -c %s " + mountPath + "/fill"
 	if got := c.mustExec(t, pod.Name, script); got != fmt.Sprint(100*mib)+"\n" {
@@ -246,7 +260,9 @@ func (c *cluster) checkCapacity(t testing.TB, claim, want string) {
 }
 
 // waitCapacity waits until a claim and its PersistentVolume have the
-// capacity want and the claim no resize in flight: the PersistentVolume's
+// capacity want and the claim no resize in flight (no condition Resizing,
+// FileSystemResizePending, ControllerResizeError or NodeResizeError, no
+// allocatedResourceStatuses): the PersistentVolume's
 // capacity is the controller's, the claim's status the kubelet's once it
 // has expanded the mounted volume.
 func (c *cluster) waitCapacity(t testing.TB, claim, want string) {
@@ -262,7 +278,10 @@ func (c *cluster) waitCapacity(t testing.TB, claim, want string) {
 			return err
 		}
 		pvSize, pvcSize := pv.Spec.Capacity[corev1.ResourceStorage], pvc.Status.Capacity[corev1.ResourceStorage]
-		if pvSize.Cmp(q) != 0 || pvcSize.Cmp(q) != 0 || len(pvc.Status.Conditions) > 0 || len(pvc.Status.AllocatedResourceStatuses) > 0 {
+		resizing := slices.ContainsFunc(pvc.Status.Conditions, func(cond corev1.PersistentVolumeClaimCondition) bool {
+			return strings.Contains(string(cond.Type), "Resiz")
+		})
+		if pvSize.Cmp(q) != 0 || pvcSize.Cmp(q) != 0 || resizing || len(pvc.Status.AllocatedResourceStatuses) > 0 {
 			return fmt.Errorf("PersistentVolume %s capacity %s; claim capacity %s, conditions %+v, allocatedResourceStatuses %v",
 				pv.Name, pvSize.String(), pvcSize.String(), pvc.Status.Conditions, pvc.Status.AllocatedResourceStatuses)
 		}
