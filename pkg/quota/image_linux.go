@@ -22,12 +22,6 @@ import (
 // larger limit is the reserve made smaller.
 
 const (
-	// MinLimit is the smallest limit: below it an ext4 image would be
-	// mostly metadata.
-	MinLimit = 1 << 20
-	// MaxLimit bounds a limit (and the sparse file it makes): 1 PiB.
-	MaxLimit = 1 << 50
-
 	imageBlock = 4096
 	// fitStep is the granularity an online resize grows an image by.
 	fitStep = 1 << 20
@@ -41,13 +35,6 @@ const (
 	// ext4IocResizeFS is EXT4_IOC_RESIZE_FS, _IOW('f', 16, __u64).
 	ext4IocResizeFS = 0x40086610
 )
-
-// ImageOptions say how images are made.
-type ImageOptions struct {
-	// Mkfs is the mkfs.ext4 (mke2fs) to format with; a bare name is looked
-	// up in PATH.
-	Mkfs string
-}
 
 // checkLimit bounds a limit before anything is made for it.
 func checkLimit(bytes int64) error {
@@ -271,7 +258,7 @@ func setReserve(path string, bytes, overhead int64) error {
 	if err != nil {
 		return fmt.Errorf("open the reserve %s: %w", path, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	if err := unix.Fsetxattr(int(f.Fd()), overheadXattr, []byte(strconv.FormatInt(overhead, 10)), 0); err != nil {
 		return fmt.Errorf("record the overhead of %s: %w", path, err)
 	}
@@ -342,7 +329,7 @@ func checkImage(path string) error {
 	if err != nil {
 		return fmt.Errorf("open volume image: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	st, err := f.Stat()
 	if err != nil {
 		return err

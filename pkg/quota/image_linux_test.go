@@ -197,7 +197,7 @@ func TestImageRefusesWhatIsNotOurs(t *testing.T) {
 	if err := unix.Mount("tmpfs", tmpfs, "tmpfs", 0, "size=1m"); err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Unmount(tmpfs, 0)
+	defer func() { _ = unix.Unmount(tmpfs, 0) }()
 	for _, tc := range []struct {
 		name, path, dir, want string
 	}{

@@ -88,7 +88,7 @@ func imageMounted(path, dir string) (bool, error) {
 	if st.Dev == parent.Dev {
 		return false, nil
 	}
-	backing, err := loopBacking(st.Dev)
+	backing, err := loopBacking(uint64(st.Dev)) // uint32 on some architectures
 	if err != nil {
 		return false, fmt.Errorf("%s holds a mount that is not a volume image: %w", dir, err)
 	}
@@ -120,12 +120,12 @@ func loopOf(dir string) (loopDev, error) {
 	if err := unix.Stat(dir, &st); err != nil {
 		return loopDev{}, fmt.Errorf("stat %s: %w", dir, err)
 	}
-	if unix.Major(st.Dev) != loopMajor {
+	if unix.Major(uint64(st.Dev)) != loopMajor {
 		return loopDev{}, fmt.Errorf("%s is not on a loop device", dir)
 	}
 	// The minor is the device number only without partitions (max_part);
 	// the kernel's own name is always right.
-	uevent, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/uevent", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	uevent, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/uevent", unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev))))
 	if err != nil {
 		return loopDev{}, fmt.Errorf("loop device of %s: %w", dir, err)
 	}
@@ -143,7 +143,7 @@ func loopOf(dir string) (loopDev, error) {
 		return loopDev{}, fmt.Errorf("open %s: %w", dev.path, err)
 	}
 	var dst unix.Stat_t
-	if err := unix.Fstat(dev.fd, &dst); err != nil || dst.Rdev != st.Dev {
+	if err := unix.Fstat(dev.fd, &dst); err != nil || uint64(dst.Rdev) != uint64(st.Dev) {
 		_ = dev.close()
 		return loopDev{}, fmt.Errorf("%s is not the device of %s", dev.path, dir)
 	}

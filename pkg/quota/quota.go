@@ -3,6 +3,15 @@ package quota
 import (
 	"errors"
 	"fmt"
+
+	"github.com/layerset/layerset-csi/pkg/csi/names"
+)
+
+// The smallest and largest limits (names.MinSize, names.MaxSize): below
+// 1 MiB an image would be mostly metadata; 1 PiB bounds the sparse file.
+const (
+	MinLimit = names.MinSize
+	MaxLimit = names.MaxSize
 )
 
 // Usage is what a limited upper holds against its limit.

@@ -90,7 +90,7 @@ func TestControllerExpandVolume(t *testing.T) {
 		{name: "empty capacity range", req: expandReq("pvc-rw", 0, 0), code: codes.InvalidArgument, msgs: []string{"no size"}},
 		{name: "negative", req: expandReq("pvc-rw", -1, 0), code: codes.InvalidArgument, msgs: []string{"negative"}},
 		{name: "required above limit", req: expandReq("pvc-rw", 3*gi, 2*gi), code: codes.InvalidArgument, msgs: []string{"exceeds limit_bytes"}},
-		{name: "absurd", req: expandReq("pvc-rw", MaxSizeBytes+1, 0), code: codes.OutOfRange, msgs: []string{"at most 1Pi"}},
+		{name: "absurd", req: expandReq("pvc-rw", names.MaxSize+1, 0), code: codes.OutOfRange, msgs: []string{"at most 1Pi"}},
 		{name: "block capability", req: func() *csi.ControllerExpandVolumeRequest {
 			r := expandReq("pvc-rw", 2*gi, 0)
 			r.VolumeCapability = ctrlBlockCap(ctrlRWO)

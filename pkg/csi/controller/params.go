@@ -69,9 +69,9 @@ func parseClassParams(params map[string]string) (classParams, error) {
 		}
 		// Before it is made canonical: the canonical form of a quantity
 		// beyond int64 is not the number written.
-		if q.CmpInt64(MaxSizeBytes) > 0 {
+		if q.CmpInt64(names.MaxSize) > 0 {
 			return classParams{}, status.Errorf(codes.InvalidArgument, "parameter %s %q is larger than any volume can be (at most %s)",
-				paramUpperSizeHint, s, quantity(MaxSizeBytes))
+				paramUpperSizeHint, s, quantity(names.MaxSize))
 		}
 		p.UpperSizeHint = q.String()
 	}

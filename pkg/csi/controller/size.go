@@ -7,17 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/layerset/layerset-csi/pkg/apis/layerset/v1alpha1"
-)
-
-// The sizes a volume may have: what the node enforces (pkg/quota's
-// MinLimit and MaxLimit, which cluster-side code cannot import), so that a
-// volume the node would refuse at its first mount is refused when it is
-// created, where the claim's events say why. Below 1 MiB no filesystem
-// image is made; 1 PiB is beyond any node's disk, so a larger number is a
-// mistake.
-const (
-	MinSizeBytes int64 = 1 << 20
-	MaxSizeBytes int64 = 1 << 50
+	"github.com/layerset/layerset-csi/pkg/csi/names"
 )
 
 // sizeSource says where a new volume's size came from, for the log.
@@ -56,19 +46,19 @@ func checkCapacityRange(r *csi.CapacityRange) (required, limit, size int64, err 
 	return required, limit, size, nil
 }
 
-// checkBound refuses a size above MaxSizeBytes.
+// checkBound refuses a size above names.MaxSize.
 func checkBound(size int64) error {
-	if size > MaxSizeBytes {
-		return status.Errorf(codes.OutOfRange, "a size of %d bytes is larger than any volume can be (at most %s)", size, quantity(MaxSizeBytes))
+	if size > names.MaxSize {
+		return status.Errorf(codes.OutOfRange, "a size of %d bytes is larger than any volume can be (at most %s)", size, quantity(names.MaxSize))
 	}
 	return nil
 }
 
-// checkMinSize refuses a writable volume a size below MinSizeBytes. A
+// checkMinSize refuses a writable volume a size below names.MinSize. A
 // read-only volume's size limits nothing, so any is accepted; 0 is none.
 func checkMinSize(size int64, writable bool) error {
-	if writable && size > 0 && size < MinSizeBytes {
-		return status.Errorf(codes.OutOfRange, "a size of %s is below the smallest a writable volume can have, %s", quantity(size), quantity(MinSizeBytes))
+	if writable && size > 0 && size < names.MinSize {
+		return status.Errorf(codes.OutOfRange, "a size of %s is below the smallest a writable volume can have, %s", quantity(size), quantity(names.MinSize))
 	}
 	return nil
 }
@@ -81,9 +71,9 @@ func hintBytes(hint string) (int64, error) {
 		return 0, status.Errorf(codes.InvalidArgument, "parameter %s %q: %v", paramUpperSizeHint, hint, err)
 	}
 	// Compared as a quantity first: Value() of a huge one does not fit.
-	if q.CmpInt64(MaxSizeBytes) > 0 {
+	if q.CmpInt64(names.MaxSize) > 0 {
 		return 0, status.Errorf(codes.OutOfRange, "parameter %s %s is larger than any volume can be (at most %s)",
-			paramUpperSizeHint, hint, quantity(MaxSizeBytes))
+			paramUpperSizeHint, hint, quantity(names.MaxSize))
 	}
 	return q.Value(), nil
 }
@@ -118,9 +108,9 @@ func defaultSize(ls *v1alpha1.LayerSet) (int64, error) {
 	if ls == nil || ls.Spec.DefaultSize == nil || ls.Spec.DefaultSize.Sign() <= 0 {
 		return 0, nil
 	}
-	if ls.Spec.DefaultSize.CmpInt64(MaxSizeBytes) > 0 {
+	if ls.Spec.DefaultSize.CmpInt64(names.MaxSize) > 0 {
 		return 0, status.Errorf(codes.FailedPrecondition, "LayerSet %q: defaultSize %s is larger than any volume can be (at most %s)",
-			ls.Name, ls.Spec.DefaultSize.String(), quantity(MaxSizeBytes))
+			ls.Name, ls.Spec.DefaultSize.String(), quantity(names.MaxSize))
 	}
 	return ls.Spec.DefaultSize.Value(), nil
 }

@@ -21,10 +21,9 @@ const (
 	// writes in volumeAttributes, and what CreateVolume records from the
 	// claim's capacity_range.
 	ContextSize = "size"
-	// ContextUpperSizeHint is the key ContextSize replaced; still read,
-	// for one release, with a deprecation event.
-	//
-	// Deprecated: use ContextSize.
+	// ContextUpperSizeHint is the key ContextSize replaced, deprecated
+	// and still read, for one release, with a deprecation event. (No
+	// "Deprecated:" marker: reading it is what this release must do.)
 	ContextUpperSizeHint = "upperSizeHint"
 
 	// ContextPodName and the keys below are what kubelet adds when the
@@ -41,9 +40,18 @@ const (
 	// ParamLayerSet names the LayerSet the volumes are composed from.
 	ParamLayerSet = "layerSet"
 	// ParamUpperSizeHint was a size for volumes without a capacity
-	// request; a claim's resources.requests.storage is the limit now. Still
-	// read, for one release, as the size of claims that request none.
-	//
-	// Deprecated: use the claim's storage request.
+	// request; a claim's resources.requests.storage is the limit now.
+	// Deprecated, and still read for one release as the size of claims
+	// that request none.
 	ParamUpperSizeHint = "upperSizeHint"
+)
+
+// The sizes a writable volume may have, in bytes: what the node enforces,
+// so that the controller refuses at creation a volume the node would
+// refuse at its first mount. Below 1 MiB a volume's own filesystem would
+// be mostly metadata; 1 PiB is beyond any node's disk, so more is a
+// mistake.
+const (
+	MinSize int64 = 1 << 20
+	MaxSize int64 = 1 << 50
 )

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/layerset/layerset-csi/pkg/csi/rpc"
 	"github.com/layerset/layerset-csi/pkg/layers"
 	"github.com/layerset/layerset-csi/pkg/quota"
 )
@@ -16,7 +17,10 @@ import (
 // upper, live: the pod keeps its mount and may write more at once.
 func (n *Server) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
 	id, path := req.GetVolumeId(), req.GetVolumePath()
-	if err := n.checkPathRequest(id, "volume_path", path); err != nil {
+	if err := rpc.RequireField("volume_id", id); err != nil {
+		return nil, err
+	}
+	if err := rpc.RequireField("volume_path", path); err != nil {
 		return nil, err
 	}
 	bytes := req.GetCapacityRange().GetRequiredBytes()
@@ -51,6 +55,10 @@ func (n *Server) expand(ctx context.Context, id, path string, bytes int64) (int6
 	}
 	if rec == nil {
 		return 0, status.Errorf(codes.NotFound, "volume %s is not on this node", id)
+	}
+	// The volume first: an unknown one is NotFound whatever path it names.
+	if err := n.checkPath("volume_path", path); err != nil {
+		return 0, err
 	}
 	if !rec.has(path) {
 		return 0, status.Errorf(codes.NotFound, "volume %s is not staged or published at %s", id, path)
