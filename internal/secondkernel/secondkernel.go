@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -176,4 +177,23 @@ func (o Options) validate() error {
 		}
 	}
 	return nil
+}
+
+// FillAsPod writes n MiB of zeros to file, synced, as a pod's process
+// would (through Unprivileged), in 64 KiB writes so that where a limit
+// stops it is seen to 64 KiB. It returns the file's size and, when the
+// write failed, what dd said: "No space left on device" or "Disk quota
+// exceeded" at a limit.
+func FillAsPod(t testing.TB, file string, n int) (size int64, stderr string) {
+	t.Helper()
+	out, err := Unprivileged(context.Background(), "dd", "if=/dev/zero", "of="+file, "bs=64K",
+		"count="+strconv.Itoa(16*n), "conv=fsync", "status=none").CombinedOutput()
+	if err == nil {
+		out = nil
+	}
+	fi, serr := os.Stat(file)
+	if serr != nil {
+		t.Fatalf("%v (dd: %s)", serr, out)
+	}
+	return fi.Size(), string(out)
 }

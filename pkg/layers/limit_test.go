@@ -6,34 +6,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/layerset/layerset-csi/internal/secondkernel"
 	"github.com/layerset/layerset-csi/pkg/overlay"
 	"github.com/layerset/layerset-csi/pkg/quota"
 )
 
 const mib = 1 << 20
-
-// writeAsPod writes n MiB into file as a pod's process would: without
-// CAP_SYS_RESOURCE, which lets a writer past ext4's limits. It returns the
-// file's size and dd's complaint, if any.
-func writeAsPod(t *testing.T, file string, n int) (int64, string) {
-	t.Helper()
-	out, err := exec.Command("setpriv", "--inh-caps=-sys_resource", "--bounding-set=-sys_resource",
-		"dd", "if=/dev/zero", "of="+file, "bs=64K", "count="+strconv.Itoa(n*16), "conv=fsync", "status=none").CombinedOutput()
-	if err == nil {
-		out = nil
-	}
-	fi, serr := os.Stat(file)
-	if serr != nil {
-		t.Fatalf("%v (dd: %s)", serr, out)
-	}
-	return fi.Size(), string(out)
-}
 
 // full reports whether dd stopped as a pod at its limit sees it.
 func full(stderr string) bool {
@@ -122,7 +105,7 @@ func testLimitedVolumes(t *testing.T, root string, mode quota.Mode, method quota
 		spec VolumeSpec
 		mib  int
 	}{{small, 16}, {large, 32}} {
-		n, stderr := writeAsPod(t, filepath.Join(tc.spec.Target, "fill"), tc.mib)
+		n, stderr := secondkernel.FillAsPod(t, filepath.Join(tc.spec.Target, "fill"), tc.mib)
 		if !full(stderr) || n > tc.spec.Size || n < tc.spec.Size-mib {
 			t.Errorf("volume %s (limit %d): a %d MiB write stopped at %d bytes: %q", tc.spec.ID, tc.spec.Size, tc.mib, n, stderr)
 		}
@@ -135,7 +118,7 @@ func testLimitedVolumes(t *testing.T, root string, mode quota.Mode, method quota
 		}
 	}
 	// Another volume, the store and the layers are not touched by a full one.
-	if n, stderr := writeAsPod(t, filepath.Join(free.Target, "fill"), 16); n != 16*mib {
+	if n, stderr := secondkernel.FillAsPod(t, filepath.Join(free.Target, "fill"), 16); n != 16*mib {
 		t.Errorf("unlimited volume beside full ones: %d bytes written: %s", n, stderr)
 	}
 	if _, err := s.Usage(ctx, "free"); !errors.Is(err, ErrNotLimited) {
@@ -150,7 +133,7 @@ func testLimitedVolumes(t *testing.T, root string, mode quota.Mode, method quota
 	if _, err := s.Resize(ctx, "small", 16*mib); err != nil {
 		t.Fatal(err)
 	}
-	if n, stderr := writeAsPod(t, filepath.Join(small.Target, "more"), 6); n != 6*mib {
+	if n, stderr := secondkernel.FillAsPod(t, filepath.Join(small.Target, "more"), 6); n != 6*mib {
 		t.Errorf("after raising the limit by 8 MiB, a 6 MiB write stopped at %d: %s", n, stderr)
 	}
 	if _, err := s.Resize(ctx, "small", 8*mib); !errors.Is(err, quota.ErrShrink) {
@@ -176,7 +159,7 @@ func testLimitedVolumes(t *testing.T, root string, mode quota.Mode, method quota
 	if fi, err := os.Stat(filepath.Join(small.Target, "more")); err != nil || fi.Size() != 6*mib {
 		t.Errorf("after a restart the volume's file: %v %v", fi, err)
 	}
-	if n, stderr := writeAsPod(t, filepath.Join(small.Target, "again"), 8); !full(stderr) || n > 2*mib+64*1024 {
+	if n, stderr := secondkernel.FillAsPod(t, filepath.Join(small.Target, "again"), 8); !full(stderr) || n > 2*mib+64*1024 {
 		t.Errorf("after a restart the limit does not hold: %d bytes written: %q", n, stderr)
 	}
 

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/layerset/layerset-csi/internal/secondkernel"
 )
 
 const mib = 1 << 20
@@ -50,23 +51,6 @@ func mountedImage(t *testing.T, limit int64) (path, dir string) {
 	return path, dir
 }
 
-// writeAsPod writes n MiB of zeros to file as a pod would: without
-// CAP_SYS_RESOURCE. It returns dd's error output when the write failed.
-func writeAsPod(t *testing.T, file string, n int) (written int64, stderr string) {
-	t.Helper()
-	cmd := exec.Command("setpriv", "--inh-caps=-sys_resource", "--bounding-set=-sys_resource",
-		"dd", "if=/dev/zero", "of="+file, "bs=64K", "count="+strconv.Itoa(n*16), "conv=fsync", "status=none")
-	out, err := cmd.CombinedOutput()
-	if err == nil {
-		out = nil
-	}
-	fi, serr := os.Stat(file)
-	if serr != nil {
-		t.Fatal(serr)
-	}
-	return fi.Size(), string(out)
-}
-
 func TestImageLimitsWrites(t *testing.T) {
 	for _, limit := range []int64{4 * mib, 16 * mib, 64 * mib} {
 		t.Run(strconv.Itoa(int(limit/mib))+"Mi", func(t *testing.T) {
@@ -83,7 +67,7 @@ func TestImageLimitsWrites(t *testing.T) {
 			if u.Bytes != 4096 || u.Limit < limit-2*4096 || u.Limit > limit+2*4096 {
 				t.Errorf("image with an empty diff/: usage %+v, want 4096 bytes of %d", u, limit)
 			}
-			n, stderr := writeAsPod(t, filepath.Join(dir, "diff", "fill"), int(2*limit/mib))
+			n, stderr := secondkernel.FillAsPod(t, filepath.Join(dir, "diff", "fill"), int(2*limit/mib))
 			if !strings.Contains(stderr, "No space left on device") {
 				t.Errorf("writing twice the limit: dd said %q, want No space left on device", stderr)
 			}
@@ -106,14 +90,14 @@ func TestImageLimitsWrites(t *testing.T) {
 func TestImageGrowsLive(t *testing.T) {
 	ctx := context.Background()
 	path, dir := mountedImage(t, 16*mib)
-	n, _ := writeAsPod(t, filepath.Join(dir, "a"), 32)
+	n, _ := secondkernel.FillAsPod(t, filepath.Join(dir, "a"), 32)
 	if n > 17*mib {
 		t.Fatalf("16Mi image took %d bytes", n)
 	}
 	if err := SetImageLimit(ctx, path, dir, 48*mib); err != nil {
 		t.Fatal(err)
 	}
-	m, stderr := writeAsPod(t, filepath.Join(dir, "b"), 24)
+	m, stderr := secondkernel.FillAsPod(t, filepath.Join(dir, "b"), 24)
 	if m != 24*mib {
 		t.Errorf("after growing by 32Mi, a 24Mi write stopped at %d bytes: %s", m, stderr)
 	}

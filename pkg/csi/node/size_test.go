@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/layerset/layerset-csi/internal/secondkernel"
 	"github.com/layerset/layerset-csi/pkg/csi/names"
 	"github.com/layerset/layerset-csi/pkg/quota"
 )
@@ -51,22 +50,6 @@ func (l *eventLog) all() []string {
 	return append([]string(nil), l.events...)
 }
 
-// writeAsPod writes n MiB into file without CAP_SYS_RESOURCE, as a pod
-// does; it returns the file's size and dd's complaint.
-func writeAsPod(t *testing.T, file string, n int) (int64, string) {
-	t.Helper()
-	out, err := exec.Command("setpriv", "--inh-caps=-sys_resource", "--bounding-set=-sys_resource",
-		"dd", "if=/dev/zero", "of="+file, "bs=64K", "count="+strconv.Itoa(16*n), "conv=fsync", "status=none").CombinedOutput()
-	if err == nil {
-		out = nil
-	}
-	fi, serr := os.Stat(file)
-	if serr != nil {
-		t.Fatalf("%v (dd: %s)", serr, out)
-	}
-	return fi.Size(), string(out)
-}
-
 func bytesUsage(t *testing.T, e *env, id, path string) *csi.VolumeUsage {
 	t.Helper()
 	stats, err := e.client.NodeGetVolumeStats(context.Background(), &csi.NodeGetVolumeStatsRequest{VolumeId: id, VolumePath: path})
@@ -93,7 +76,7 @@ func TestSizedInlineVolume(t *testing.T) {
 	if _, err := e.client.NodePublishVolume(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	n, stderr := writeAsPod(t, filepath.Join(target, "fill"), 32)
+	n, stderr := secondkernel.FillAsPod(t, filepath.Join(target, "fill"), 32)
 	if !strings.Contains(stderr, "No space left on device") || n > 16*mib || n < 15*mib {
 		t.Errorf("a 32 MiB write into a 16Mi volume stopped at %d bytes: %q", n, stderr)
 	}
@@ -127,7 +110,7 @@ func TestSizedPersistentVolume(t *testing.T) {
 	if _, err := e.client.NodePublishVolume(ctx, e.publishRequest(id, staging, target, false)); err != nil {
 		t.Fatal(err)
 	}
-	if n, stderr := writeAsPod(t, filepath.Join(target, "a"), 16); n > 8*mib || stderr == "" {
+	if n, stderr := secondkernel.FillAsPod(t, filepath.Join(target, "a"), 16); n > 8*mib || stderr == "" {
 		t.Fatalf("8Mi volume took %d bytes (%q)", n, stderr)
 	}
 	resp, err := e.client.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: id, VolumePath: target,
@@ -143,7 +126,7 @@ func TestSizedPersistentVolume(t *testing.T) {
 		CapacityRange: &csi.CapacityRange{RequiredBytes: 24 * mib}}); err != nil {
 		t.Errorf("second expand: %v", err)
 	}
-	if n, stderr := writeAsPod(t, filepath.Join(target, "b"), 12); n != 12*mib {
+	if n, stderr := secondkernel.FillAsPod(t, filepath.Join(target, "b"), 12); n != 12*mib {
 		t.Errorf("after expanding to 24Mi, a 12 MiB write stopped at %d: %s", n, stderr)
 	}
 	_, err = e.client.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: id, VolumePath: target,
