@@ -24,6 +24,10 @@ import (
 
 const mib = 1 << 20
 
+// resizeTimeout bounds the wait for a claim's resize: a lost leader lease
+// (renewDeadline) and its expiry (leaseDuration) fit in it.
+const resizeTimeout = 3 * time.Minute
+
 // noSpace is what a write past a volume's size fails with: ENOSPC where
 // the node enforces it with a filesystem image (or an XFS quota), EDQUOT
 // with an ext4 project quota.
@@ -202,7 +206,9 @@ func testSizedClaim(t *testing.T, c *cluster) {
 	if err := c.client.Patch(context.Background(), pvc, patch); err != nil {
 		t.Fatalf("claim %s to 128Mi: %v", pvc.Name, err)
 	}
-	c.eventually(t, 2*time.Minute, "PersistentVolume "+pvc.Spec.VolumeName+" at 128Mi", func(ctx context.Context) error {
+	// Within seconds, unless the controller lost its lease meanwhile (see
+	// testControllerSteady): its successor waits for the lease to expire.
+	c.eventually(t, resizeTimeout, "PersistentVolume "+pvc.Spec.VolumeName+" at 128Mi", func(ctx context.Context) error {
 		var pv corev1.PersistentVolume
 		if err := c.client.Get(ctx, client.ObjectKey{Name: pvc.Spec.VolumeName}, &pv); err != nil {
 			return err
@@ -268,7 +274,7 @@ func (c *cluster) checkCapacity(t testing.TB, claim, want string) {
 func (c *cluster) waitCapacity(t testing.TB, claim, want string) {
 	t.Helper()
 	q := resource.MustParse(want)
-	c.eventually(t, 2*time.Minute, "claim "+claim+" and its volume at "+want, func(ctx context.Context) error {
+	c.eventually(t, resizeTimeout, "claim "+claim+" and its volume at "+want, func(ctx context.Context) error {
 		var pvc corev1.PersistentVolumeClaim
 		if err := c.client.Get(ctx, client.ObjectKey{Namespace: c.ns, Name: claim}, &pvc); err != nil {
 			return err
