@@ -46,6 +46,10 @@ fresh_dirs() {
 
 network() {
 	ip link add "$BRIDGE" type bridge
+	# A bridge without an address of its own takes its ports' lowest MAC, which
+	# changes as pods come and go; pods then hold a stale gateway address until
+	# their ARP entries expire (up to ~45 s of dropped traffic to the host).
+	ip link set "$BRIDGE" address "$(cat "/sys/class/net/$BRIDGE/address")"
 	ip addr add "$POD_GW/${POD_CIDR#*/}" dev "$BRIDGE"
 	# Pods reach the API server where in-cluster clients look for it, the
 	# `kubernetes` Service IP: without kube-proxy it is simply an address of
