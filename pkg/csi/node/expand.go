@@ -23,32 +23,19 @@ func (n *Server) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 	if err := rpc.RequireField("volume_path", path); err != nil {
 		return nil, err
 	}
-	bytes := req.GetCapacityRange().GetRequiredBytes()
-	if bytes == 0 {
-		bytes = req.GetCapacityRange().GetLimitBytes()
-	}
-	if bytes <= 0 {
-		return nil, status.Error(codes.InvalidArgument, "capacity_range: required_bytes (or limit_bytes) must be a positive size")
-	}
-	if lim := req.GetCapacityRange().GetLimitBytes(); lim > 0 && lim < bytes {
-		return nil, status.Errorf(codes.InvalidArgument, "capacity_range: limit_bytes %d is below required_bytes %d", lim, bytes)
-	}
-	if bytes < quota.MinLimit || bytes > quota.MaxLimit {
-		return nil, status.Errorf(codes.OutOfRange, "capacity %d bytes is outside 1Mi to 1Pi", bytes)
-	}
 	release, err := n.lock(id)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	capacity, err := n.expand(ctx, id, path, bytes)
+	capacity, err := n.expand(ctx, id, path, req.GetCapacityRange())
 	if err != nil {
 		return nil, n.status(ctx, err)
 	}
 	return &csi.NodeExpandVolumeResponse{CapacityBytes: capacity}, nil
 }
 
-func (n *Server) expand(ctx context.Context, id, path string, bytes int64) (int64, error) {
+func (n *Server) expand(ctx context.Context, id, path string, cr *csi.CapacityRange) (int64, error) {
 	rec, err := n.state.load(id)
 	if err != nil {
 		return 0, err
@@ -63,6 +50,10 @@ func (n *Server) expand(ctx context.Context, id, path string, bytes int64) (int6
 	if !rec.has(path) {
 		return 0, status.Errorf(codes.NotFound, "volume %s is not staged or published at %s", id, path)
 	}
+	bytes, err := expandTo(cr)
+	if err != nil {
+		return 0, err
+	}
 	vol, err := n.cfg.Store.Resize(ctx, id, bytes)
 	switch {
 	case errors.Is(err, layers.ErrNotLimited):
@@ -76,4 +67,22 @@ func (n *Server) expand(ctx context.Context, id, path string, bytes int64) (int6
 	}
 	logger(ctx).Info("Raised the volume's size limit", "volumeID", id, "capacity", quantity(vol.Limit.Bytes))
 	return vol.Limit.Bytes, nil
+}
+
+// expandTo is the size a capacity range asks a volume to grow to.
+func expandTo(cr *csi.CapacityRange) (int64, error) {
+	bytes := cr.GetRequiredBytes()
+	if bytes == 0 {
+		bytes = cr.GetLimitBytes()
+	}
+	if bytes <= 0 {
+		return 0, status.Error(codes.InvalidArgument, "capacity_range: required_bytes (or limit_bytes) must be a positive size")
+	}
+	if lim := cr.GetLimitBytes(); lim > 0 && lim < bytes {
+		return 0, status.Errorf(codes.InvalidArgument, "capacity_range: limit_bytes %d is below required_bytes %d", lim, bytes)
+	}
+	if bytes < quota.MinLimit || bytes > quota.MaxLimit {
+		return 0, status.Errorf(codes.OutOfRange, "capacity %d bytes is outside 1Mi to 1Pi", bytes)
+	}
+	return bytes, nil
 }

@@ -217,3 +217,29 @@ func TestProjectQuotaRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestExpandTo(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cr   *csi.CapacityRange
+		want int64
+		code codes.Code
+		msg  string
+	}{
+		{"required", &csi.CapacityRange{RequiredBytes: 64 * mib}, 64 * mib, codes.OK, ""},
+		{"limit only", &csi.CapacityRange{LimitBytes: 64 * mib}, 64 * mib, codes.OK, ""},
+		{"both", &csi.CapacityRange{RequiredBytes: 64 * mib, LimitBytes: 128 * mib}, 64 * mib, codes.OK, ""},
+		{"none", nil, 0, codes.InvalidArgument, "required_bytes"},
+		{"negative", &csi.CapacityRange{RequiredBytes: -1}, 0, codes.InvalidArgument, "positive"},
+		{"limit below required", &csi.CapacityRange{RequiredBytes: 2 << 30, LimitBytes: 1 << 30}, 0, codes.InvalidArgument, "limit_bytes"},
+		{"too small", &csi.CapacityRange{RequiredBytes: 4096}, 0, codes.OutOfRange, "1Mi"},
+		{"too large", &csi.CapacityRange{RequiredBytes: 1 << 60}, 0, codes.OutOfRange, "1Pi"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := expandTo(tc.cr)
+			if s, _ := status.FromError(err); s.Code() != tc.code || !strings.Contains(s.Message(), tc.msg) || got != tc.want {
+				t.Errorf("got %d, %v; want %d, %v mentioning %q", got, err, tc.want, tc.code, tc.msg)
+			}
+		})
+	}
+}
