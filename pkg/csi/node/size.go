@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -56,12 +57,11 @@ func (n *Server) warnSize(ctx context.Context, vc map[string]string, id string, 
 	if n.cfg.Events == nil {
 		return
 	}
-	var regarding runtime.Object = &corev1.PersistentVolume{}
-	regarding.(*corev1.PersistentVolume).Name = id
+	var regarding runtime.Object = &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: id}}
 	if pod := vc[names.ContextPodName]; pod != "" {
-		p := &corev1.Pod{}
-		p.Name, p.Namespace, p.UID = pod, vc[names.ContextPodNamespace], types.UID(vc[names.ContextPodUID])
-		regarding = p
+		regarding = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+			Name: pod, Namespace: vc[names.ContextPodNamespace], UID: types.UID(vc[names.ContextPodUID]),
+		}}
 	}
 	if deprecated {
 		n.cfg.Events.Eventf(regarding, nil, corev1.EventTypeWarning, reasonDeprecated, eventActionSize,
@@ -73,17 +73,8 @@ func (n *Server) warnSize(ctx context.Context, vc map[string]string, id string, 
 			why = "the volume was made without a size and its upper cannot be limited after the fact"
 		}
 		n.cfg.Events.Eventf(regarding, nil, corev1.EventTypeWarning, reasonSizeIgnored, eventActionSize,
-			"volume %s asked for %s, which is not enforced: %s", id, resource.NewQuantity(asked, resource.BinarySI), why)
+			"volume %s asked for %s, which is not enforced: %s", id, quantity(asked), why)
 	}
-}
-
-// capacityOf is what CSI reports as a volume's capacity: its limit, or 0
-// for a volume without one.
-func capacityOf(vol *layers.Volume) int64 {
-	if vol.Limit == nil {
-		return 0
-	}
-	return vol.Limit.Bytes
 }
 
 func quantity(bytes int64) string { return resource.NewQuantity(bytes, resource.BinarySI).String() }
