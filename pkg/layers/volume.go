@@ -164,6 +164,13 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 	var lowers []string
 	if fresh {
 		lowers, err = s.createVolume(ctx, name, vol, chain, spec)
+		// Made whole, the volume exists even if its limit cannot be
+		// readied now: a retry readies it as for any existing volume.
+		if err == nil {
+			if aerr := s.limits.Activate(ctx, vol.Dir, vol.Limit); aerr != nil {
+				err = fmt.Errorf("%w: %w", ErrLimit, aerr)
+			}
+		}
 	} else {
 		lowers, err = s.refreshVolume(ctx, name, vol, chain, spec)
 	}
@@ -294,10 +301,6 @@ func (s *Store) createVolume(ctx context.Context, name string, vol *Volume, chai
 	}
 	if err = os.Rename(sk.vol, s.path(name)); err != nil {
 		return nil, errors.Join(err, s.removeAll(context.Background(), s.path(name+initSuffix)))
-	}
-	vol.Dir = s.path(name)
-	if err := s.limits.Activate(ctx, vol.Dir, vol.Limit); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrLimit, err)
 	}
 	return lowers, nil
 }
