@@ -45,12 +45,8 @@ func (s *Store) openLimits(ctx context.Context) error {
 // Limits is how this store limits sized volumes.
 func (s *Store) Limits() *quota.Limiter { return s.limits }
 
-// upperRoot is the directory that holds a volume's diff/ and work/,
-// relative to the store when name is.
-func upperRoot(name string, lim *quota.Limit) string { return quota.Dir(name, lim) }
-
 // UpperDir returns the directory that holds the volume's writes.
-func (v *Volume) UpperDir() string { return filepath.Join(upperRoot(v.Dir, v.Limit), diffName) }
+func (v *Volume) UpperDir() string { return filepath.Join(quota.Dir(v.Dir, v.Limit), diffName) }
 
 // sizeVolume brings a mounted or about to be mounted volume's limit to
 // spec's size: a larger size raises it; a smaller one, or none, keeps
@@ -104,13 +100,9 @@ func (s *Store) Resize(ctx context.Context, id string, bytes int64) (*Volume, er
 
 // Usage is what a sized volume holds against its limit, from the quota
 // or its image: no walk of the tree.
-func (s *Store) Usage(ctx context.Context, id string) (quota.Usage, error) {
-	vol, err := s.Volume(id)
-	if err != nil {
-		return quota.Usage{}, err
-	}
+func (s *Store) Usage(ctx context.Context, vol *Volume) (quota.Usage, error) {
 	if vol.Limit == nil {
-		return quota.Usage{}, fmt.Errorf("%w: %q", ErrNotLimited, id)
+		return quota.Usage{}, fmt.Errorf("%w: %q", ErrNotLimited, vol.ID)
 	}
 	return s.limits.Usage(ctx, vol.Dir, vol.Limit)
 }

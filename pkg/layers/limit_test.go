@@ -109,7 +109,11 @@ func testLimitedVolumes(t *testing.T, root string, mode quota.Mode, method quota
 		if !full(stderr) || n > tc.spec.Size || n < tc.spec.Size-mib {
 			t.Errorf("volume %s (limit %d): a %d MiB write stopped at %d bytes: %q", tc.spec.ID, tc.spec.Size, tc.mib, n, stderr)
 		}
-		u, err := s.Usage(ctx, tc.spec.ID)
+		vol, err := s.Volume(tc.spec.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := s.Usage(ctx, vol)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +125,9 @@ func testLimitedVolumes(t *testing.T, root string, mode quota.Mode, method quota
 	if n, stderr := secondkernel.FillAsPod(t, filepath.Join(free.Target, "fill"), 16); n != 16*mib {
 		t.Errorf("unlimited volume beside full ones: %d bytes written: %s", n, stderr)
 	}
-	if _, err := s.Usage(ctx, "free"); !errors.Is(err, ErrNotLimited) {
+	if freeVol, err := s.Volume("free"); err != nil {
+		t.Fatal(err)
+	} else if _, err := s.Usage(ctx, freeVol); !errors.Is(err, ErrNotLimited) {
 		t.Errorf("Usage of an unlimited volume: %v, want ErrNotLimited", err)
 	}
 	if err := os.WriteFile(filepath.Join(s.Dir(), "probe"), []byte("x"), 0o600); err != nil {

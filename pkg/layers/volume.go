@@ -199,10 +199,10 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 // a written volume read-only hides nothing.
 func (s *Store) mountConfig(name string, lim *quota.Limit, lowers []string, readOnly bool) (overlay.Config, error) {
 	cfg := overlay.Config{Dir: s.dir, Lowers: lowers}
-	upper := filepath.Join(upperRoot(name, lim), diffName)
+	upper := filepath.Join(quota.Dir(name, lim), diffName)
 	if !readOnly {
 		cfg.Upper = upper
-		cfg.Work = filepath.Join(upperRoot(name, lim), workName)
+		cfg.Work = filepath.Join(quota.Dir(name, lim), workName)
 		return cfg, cfg.Validate()
 	}
 	empty, err := isEmptyDir(s.path(upper))
@@ -323,7 +323,7 @@ func (s *Store) refreshVolume(ctx context.Context, name string, vol *Volume, cha
 		return nil, err
 	}
 	// A volume first composed read-only may lack its work dir.
-	if err := os.MkdirAll(s.path(upperRoot(name, vol.Limit), workName), 0o700); err != nil {
+	if err := os.MkdirAll(s.path(quota.Dir(name, vol.Limit), workName), 0o700); err != nil {
 		return nil, err
 	}
 	lowers := append([]string{filepath.Join(linkDir, initID)}, chain...)

@@ -183,6 +183,8 @@ func (l *Limiter) Activate(ctx context.Context, volDir string, lim *Limit) error
 		if id != lim.Project {
 			return fmt.Errorf("the upper of %s has project id %d, its record says %d", volDir, id, lim.Project)
 		}
+		// Set again, idempotently: the record is what the limit is, whatever
+		// happened to the filesystem's quota file meanwhile.
 		return SetProjectLimit(volDir, id, lim.Bytes)
 	}
 	return fmt.Errorf("volume %s: unknown limit method %q", volDir, lim.Method)

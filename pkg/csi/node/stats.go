@@ -127,7 +127,7 @@ func diskUsage(ctx context.Context, root string) (usage, error) {
 // limitedStats reads a sized volume's use from its limit: capacity is the
 // limit, available what is left of it, or of the disk if that is less.
 func limitedStats(ctx context.Context, store *layers.Store, vol *layers.Volume) (*csi.NodeGetVolumeStatsResponse, error) {
-	u, err := store.Usage(ctx, vol.ID)
+	u, err := store.Usage(ctx, vol)
 	if err != nil {
 		return nil, fmt.Errorf("read the usage of volume %s: %w", vol.ID, err)
 	}

@@ -52,7 +52,7 @@ func BenchmarkVolumeStats(b *testing.B) {
 	})
 	b.Run("limit", func(b *testing.B) {
 		for b.Loop() {
-			u, err := s.Usage(ctx, "stats")
+			u, err := s.Usage(ctx, vol)
 			if err != nil || u.Inodes < files {
 				b.Fatalf("%+v %v", u, err)
 			}
