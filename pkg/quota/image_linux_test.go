@@ -215,3 +215,33 @@ func TestImageRefusesWhatIsNotOurs(t *testing.T) {
 		t.Errorf("a failed CreateImage left its temp file: %v", err)
 	}
 }
+
+// TestImageGivesSpaceBack: what a pod deletes is given back to the host's
+// disk (the image is mounted with discard, which the loop device turns
+// into holes punched in the sparse file).
+func TestImageGivesSpaceBack(t *testing.T) {
+	path, dir := mountedImage(t, 64*mib)
+	held := func() int64 {
+		t.Helper()
+		unix.Sync()
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Blocks * 512
+	}
+	before := held()
+	if n, stderr := secondkernel.FillAsPod(t, filepath.Join(dir, "big"), 32); n != 32*mib {
+		t.Fatalf("32 MiB write into a 64Mi image stopped at %d: %s", n, stderr)
+	}
+	written := held()
+	if written-before < 32*mib {
+		t.Fatalf("the image holds %d bytes more after a 32 MiB write, want at least 32 MiB", written-before)
+	}
+	if err := os.Remove(filepath.Join(dir, "big")); err != nil {
+		t.Fatal(err)
+	}
+	if after := held(); written-after < 30*mib {
+		t.Errorf("deleting 32 MiB gave back %d bytes of the host's disk (image held %d, now %d)", written-after, written, after)
+	}
+}
