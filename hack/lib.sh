@@ -66,3 +66,21 @@ step() {
 	fi
 	return "$rc"
 }
+
+# apt_install_missing PACKAGE... installs, as root, the Debian packages not yet installed: one
+# `apt-get update`, one `apt-get install`, timed. A machine that has them all is not touched, so
+# scripts call it before every run.
+apt_install_missing() {
+	local p t0 missing=()
+	for p in "$@"; do
+		[[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || missing+=("$p")
+	done
+	[[ ${#missing[@]} -gt 0 ]] || return 0
+	[[ $(id -u) -eq 0 ]] || die "missing Debian packages ${missing[*]}: install them, or run this as root"
+	t0=$EPOCHREALTIME
+	log "installing ${missing[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq || die "apt-get update failed"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+		die "apt-get install ${missing[*]} failed"
+	timing "apt-get install ${#missing[@]} packages" "$t0"
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the unit tests need, when any is missing: one
-# `apt-get update`, one `apt-get install`. A machine that has them all is not
+# Installs the Debian packages the unit tests need, when any is missing
+# (apt_install_missing, hack/lib.sh): a machine that has them all is not
 # touched, so `make test` runs this every time.
 #
 #   user-mode-linux   the second kernel (Linux with CONFIG_QUOTA, run as a
@@ -19,19 +19,4 @@ LOG_TAG=test-packages
 # shellcheck source=hack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PACKAGES=(user-mode-linux kmod xfsprogs e2fsprogs quota util-linux mount)
-
-missing=()
-for p in "${PACKAGES[@]}"; do
-	[[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || missing+=("$p")
-done
-if [[ ${#missing[@]} -eq 0 ]]; then
-	exit 0
-fi
-[[ $(id -u) -eq 0 ]] || die "missing Debian packages ${missing[*]}: run as root: bash hack/test-packages.sh"
-t0=$EPOCHREALTIME
-log "installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-timing "apt-get install ${#missing[@]} packages" "$t0"
+apt_install_missing user-mode-linux kmod xfsprogs e2fsprogs quota util-linux mount

@@ -18,16 +18,4 @@ PACKAGES=(containerd runc containernetworking-plugins busybox-static docker-regi
 	util-linux curl)
 
 need_root
-missing=()
-for p in "${PACKAGES[@]}"; do
-	[[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || missing+=("$p")
-done
-if [[ ${#missing[@]} -eq 0 ]]; then
-	exit 0
-fi
-t0=$EPOCHREALTIME
-log "installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-timing "apt-get install ${#missing[@]} packages" "$t0"
+apt_install_missing "${PACKAGES[@]}"
