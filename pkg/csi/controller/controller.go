@@ -128,16 +128,11 @@ func (c *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err != nil {
 		return nil, err
 	}
-	release, err := c.inflight.Acquire(want.ID)
+	have, release, err := c.lockVolume(want.ID)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-
-	have, err := c.volumes.Load(want.ID)
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "volume %s: %v", want.ID, err)
-	}
 	if have != nil {
 		if err := compatible(have, want, req.GetAccessibilityRequirements()); err != nil {
 			return nil, err
@@ -287,15 +282,11 @@ func (c *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	if !isControllerVolumeID(id) {
 		return &csi.DeleteVolumeResponse{}, nil
 	}
-	release, err := c.inflight.Acquire(id)
+	v, release, err := c.lockVolume(id)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	v, err := c.volumes.Load(id)
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "volume %s: %v", id, err)
-	}
 	if v == nil {
 		return &csi.DeleteVolumeResponse{}, nil
 	}

@@ -47,15 +47,11 @@ func (c *Server) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 	if !isControllerVolumeID(id) {
 		return nil, status.Errorf(codes.NotFound, "volume %s was not created by this controller", id)
 	}
-	release, err := c.inflight.Acquire(id)
+	v, release, err := c.lockVolume(id)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	v, err := c.volumes.Load(id)
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "volume %s: %v", id, err)
-	}
 	if v == nil {
 		return nil, status.Errorf(codes.NotFound, "volume %s does not exist in the controller's records: only volumes it created can be expanded "+
 			"(a static PersistentVolume's size is its volumeAttributes.%s)", id, names.ContextSize)

@@ -4,6 +4,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/layerset/layerset-csi/internal/record"
 )
 
@@ -48,4 +51,19 @@ const staleTempAge = 10 * time.Minute
 // openRecords opens the records under stateDir.
 func openRecords(stateDir string) (*record.Store[createdVolume], error) {
 	return record.Open[createdVolume](filepath.Join(stateDir, controllerRecordDir), record.Options[createdVolume]{StaleTemp: staleTempAge})
+}
+
+// lockVolume takes id's in-flight slot and reads its record, nil when
+// there is none; the caller releases the slot.
+func (c *Server) lockVolume(id string) (*createdVolume, func(), error) {
+	release, err := c.inflight.Acquire(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := c.volumes.Load(id)
+	if err != nil {
+		release()
+		return nil, nil, status.Errorf(codes.Internal, "volume %s: %v", id, err)
+	}
+	return v, release, nil
 }
