@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Builds the external binaries our tests and lint run (etcd, the Kubernetes control plane and kubelet,
-# kubectl, helm, csi-sanity, golangci-lint) from the Go module proxy, the only source reachable from
-# our build machines, and caches them in .cache/tools/<name>-<version>/ with .cache/bin/<name>
+# Builds the external binaries our tests, lint and benchmarks run (etcd, the Kubernetes control plane
+# and kubelet, kubectl, helm, csi-sanity, golangci-lint, containerd 2 and its ctr) from the Go module
+# proxy, the only source reachable from our build machines, and caches them in .cache/tools/<name>-<version>/ with .cache/bin/<name>
 # linking to the current version. A binary is built only when its versioned copy is missing, so a
 # warm run only checks links; to rebuild one (say, after changing how it is built), delete its
 # .cache/tools/<name>-<version>.
 #
 #   hack/tools.sh [NAME...]       NAME: etcd kube-apiserver kubectl kube-controller-manager
-#                                       kube-scheduler kubelet helm csi-sanity golangci-lint, or a group:
-#                                       envtest (etcd kube-apiserver kubectl), k8s (the six Kubernetes
-#                                       binaries an e2e cluster runs), all. Default: envtest helm csi-sanity.
+#                                       kube-scheduler kubelet helm csi-sanity golangci-lint containerd
+#                                       ctr, or a group: envtest (etcd kube-apiserver kubectl), k8s (the
+#                                       six Kubernetes binaries an e2e cluster runs), containerd2
+#                                       (containerd ctr: the daemon and its client, no shim, so enough to
+#                                       pull and unpack images, not to run containers), all.
+#                                       Default: envtest helm csi-sanity.
 #   hack/tools.sh --print-dir [NAME...]
 #                                 prints the absolute .cache/bin dir (e.g. for KUBEBUILDER_ASSETS),
 #                                 after building the NAMEs if any are given.
@@ -33,7 +36,8 @@ SRC=$CACHE/src
 BIN=$CACHE/bin
 
 KUBE_TOOLS=(kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet)
-ALL_TOOLS=(etcd "${KUBE_TOOLS[@]}" helm csi-sanity golangci-lint)
+CONTAINERD_TOOLS=(containerd ctr)
+ALL_TOOLS=(etcd "${KUBE_TOOLS[@]}" helm csi-sanity golangci-lint "${CONTAINERD_TOOLS[@]}")
 
 # Steps (hack/lib.sh) run as plain commands and keep `set -e`; the EXIT trap names the step a
 # failure stopped in.
@@ -59,6 +63,7 @@ version_of() {
 	helm) echo "$HELM_VERSION" ;;
 	csi-sanity) echo "$CSI_TEST_VERSION" ;;
 	golangci-lint) echo "$GOLANGCI_LINT_VERSION" ;;
+	containerd | ctr) echo "$CONTAINERD_VERSION" ;;
 	*) return 1 ;;
 	esac
 }
@@ -75,10 +80,11 @@ expand() {
 		case $arg in
 		envtest) names=(etcd kube-apiserver kubectl) ;;
 		k8s) names=(etcd "${KUBE_TOOLS[@]}") ;;
+		containerd2) names=("${CONTAINERD_TOOLS[@]}") ;;
 		all) names=("${ALL_TOOLS[@]}") ;;
 		*)
 			version_of "$arg" >/dev/null ||
-				die "unknown tool '$arg'; want one of: ${ALL_TOOLS[*]} envtest k8s all"
+				die "unknown tool '$arg'; want one of: ${ALL_TOOLS[*]} envtest k8s containerd2 all"
 			names=("$arg")
 			;;
 		esac
@@ -216,10 +222,11 @@ install_bin() {
 	mv -f "$WORK/$1" "$dest"
 }
 
-# go_install NAME PKG@VERSION LDFLAGS builds a command whose module needs no edits.
+# go_install NAME PKG@VERSION LDFLAGS [TAGS] builds a command whose module needs no edits, with the
+# build tags TAGS (comma-separated) if given.
 go_install() {
 	mkdir -p "$WORK/gobin"
-	(cd "$SCRATCH" && GOBIN=$WORK/gobin gocmd install -trimpath -ldflags "$3" "$2")
+	(cd "$SCRATCH" && GOBIN=$WORK/gobin gocmd install -trimpath -tags "${4:-}" -ldflags "$3" "$2")
 	mv -f "$WORK/gobin/$1" "$WORK/$1"
 }
 
@@ -252,6 +259,15 @@ build() {
 		step_begin "building golangci-lint $version"
 		go_install golangci-lint "github.com/golangci/golangci-lint/${version%%.*}/cmd/golangci-lint@$version" \
 			"-s -w -X main.version=${version#v}"
+		;;
+	containerd | ctr)
+		# Static (CGO_ENABLED=0, as every build here) and without the snapshotters that need cgo or
+		# their own kernel features; overlayfs and native stay. The version is what the release
+		# binaries report (`containerd --version`, `ctr version`).
+		step_begin "building $name $version"
+		go_install "$name" "github.com/containerd/containerd/${version%%.*}/cmd/$name@$version" \
+			"-s -w -X github.com/containerd/containerd/${version%%.*}/version.Version=$version" \
+			no_btrfs,no_devmapper,no_zfs
 		;;
 	esac
 	install_bin "$name"

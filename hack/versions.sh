@@ -11,3 +11,5 @@ ETCD_VERSION=${ETCD_VERSION:-v3.6.8}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
 CSI_TEST_VERSION=${CSI_TEST_VERSION:-v5.6.0}
 GOLANGCI_LINT_VERSION=${GOLANGCI_LINT_VERSION:-v2.15.0}
+# containerd 2 and ctr (hack/tools.sh containerd2): what bench/cold compares our pull with.
+CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
