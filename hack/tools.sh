@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds the external binaries our tests, lint and benchmarks run (etcd, the Kubernetes control plane
 # and kubelet, kubectl, helm, csi-sanity, golangci-lint, containerd 2 and its ctr) from the Go module
-# proxy, the only source reachable from our build machines, and caches them in .cache/tools/<name>-<version>/ with .cache/bin/<name>
-# linking to the current version. A binary is built only when its versioned copy is missing, so a
-# warm run only checks links; to rebuild one (say, after changing how it is built), delete its
-# .cache/tools/<name>-<version>.
+# proxy, the only source reachable from our build machines, and caches them in
+# .cache/tools/<name>-<version>/ with .cache/bin/<name> linking to the current version. A binary is
+# built only when its versioned copy is missing, so a warm run only checks links; to rebuild one
+# (say, after changing how it is built), delete its .cache/tools/<name>-<version>.
 #
 #   hack/tools.sh [NAME...]       NAME: etcd kube-apiserver kubectl kube-controller-manager
 #                                       kube-scheduler kubelet helm csi-sanity golangci-lint containerd
