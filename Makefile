@@ -41,6 +41,10 @@ bench: ## benchmarks, reported as ratios against a baseline in the same run (roo
 	$(GO) test -run '^$$' -bench . -benchtime 30x -timeout 60m ./bench/
 	$(GO) test -run '^$$' -bench VolumeStats -benchtime 5x ./pkg/csi/node/
 
+.PHONY: bench-cold
+bench-cold: ## cold start of a ~2 GiB image from a loopback registry: ours vs containerd 2, skopeo+tar, disk and decompression limits (root; BENCH_RUNS, BENCH_SCALE)
+	bash bench/cold/run.sh
+
 lint: $(LINT_STEPS) ## gofmt, go vet, go mod tidy -diff, golangci-lint (.golangci.yml), GOOS=darwin build of CLUSTER_PKGS
 
 lint-gofmt: ## lint step: gofmt -l finds nothing
