@@ -114,6 +114,10 @@ func runNode(ctx context.Context, f nodeFlags) error {
 	if err != nil {
 		return err
 	}
+	// Every import counts, the node service's and the prefetch's.
+	if err := reg.Register(csinode.NewPullCollector(store)); err != nil {
+		return fmt.Errorf("register pull metrics: %w", err)
+	}
 	var (
 		keys   compose.KeyReader
 		mgr    ctrl.Manager

@@ -38,6 +38,9 @@ func (s *Store) Pull(ctx context.Context, ref string, opts source.Options) (*sou
 // extract in parallel, bounded by Options.Parallel, and a layer that another
 // caller is already importing is waited for, not fetched twice.
 func (s *Store) Import(ctx context.Context, layers []source.Layer) error {
+	if w := watchOf(ctx); w != nil {
+		w.add(layers)
+	}
 	var missing []source.Layer
 	for _, l := range layers {
 		if !s.knownLayer(l.DiffID) {
@@ -76,7 +79,7 @@ func (s *Store) importLayer(ctx context.Context, l source.Layer) error {
 
 // fetchLayer downloads, verifies and extracts one layer into staging and
 // renames it into place.
-func (s *Store) fetchLayer(ctx context.Context, name string, l source.Layer) error {
+func (s *Store) fetchLayer(ctx context.Context, name string, l source.Layer) (err error) {
 	unlock, err := s.lock(shared)
 	if err != nil {
 		return err
@@ -99,20 +102,23 @@ func (s *Store) fetchLayer(ctx context.Context, name string, l source.Layer) err
 		}
 	}()
 
-	meta, err := s.extract(ctx, staging, l)
+	pull := s.startPull(log, name, l)
+	defer func() { s.endPull(pull, err) }()
+	meta, err := s.extract(ctx, staging, l, pull)
 	if err != nil {
-		return fmt.Errorf("import layer %s from %s: %w", l.DiffID, l.Source, err)
+		return fmt.Errorf("import layer %s from %s: %w", l.DiffID, l.Source, s.diskFull(err))
 	}
 	if err := s.publishLayer(ctx, staging, name, meta); err != nil {
-		return fmt.Errorf("import layer %s: %w", l.DiffID, err)
+		return fmt.Errorf("import layer %s: %w", l.DiffID, s.diskFull(err))
 	}
 	log.V(2).Info("Imported layer", "bytes", meta.Size, "entries", meta.Entries, "duration", time.Since(start))
 	return nil
 }
 
 // extract applies the blob into staging/diff, verifying the compressed
-// digest (by the reader Open returns) and the uncompressed digest.
-func (s *Store) extract(ctx context.Context, staging string, l source.Layer) (meta LayerMeta, err error) {
+// digest (by the reader Open returns) and the uncompressed digest. pull
+// counts the blob's bytes as they are read.
+func (s *Store) extract(ctx context.Context, staging string, l source.Layer, pull *layerPull) (meta LayerMeta, err error) {
 	meta = LayerMeta{DiffID: l.DiffID.String(), Digest: l.Digest.String(), MediaType: string(l.MediaType), Source: l.Source}
 	diff := filepath.Join(staging, diffName)
 	if err := os.Mkdir(diff, 0o755); err != nil {
@@ -133,6 +139,7 @@ func (s *Store) extract(ctx context.Context, staging string, l source.Layer) (me
 	if err != nil {
 		return meta, err
 	}
+	blob = s.count(pull, blob)
 	// The readers' closes are checked on success only: after a failed read
 	// they report nothing new (gzip's returns the read error again).
 	defer func() {
@@ -173,6 +180,18 @@ func (s *Store) extract(ctx context.Context, staging string, l source.Layer) (me
 	}
 	meta.Size, meta.Entries, meta.Imported = stats.Bytes, stats.Entries, time.Now().UTC()
 	return meta, nil
+}
+
+// diskFull says of an error that is the store's filesystem running out of
+// space (or its user's quota) which filesystem it is: the free-space
+// budget measures only every few MiB, and small files take more of the
+// disk than of the tar stream it counts, so the disk can fill first. The
+// errno stays wrapped for callers to classify (the node: ResourceExhausted).
+func (s *Store) diskFull(err error) error {
+	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		return fmt.Errorf("the filesystem of the layer store %s is full: %w", s.dir, err)
+	}
+	return err
 }
 
 // publishLayer writes the layer's metadata and short id into staging and

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/sys/unix"
@@ -69,6 +70,11 @@ type Options struct {
 	// Quota says how volumes with a size are limited; its Dir is the
 	// store's. The zero value ignores sizes.
 	Quota quota.Options
+	// ProgressInterval is how often the import of a layer logs how far it
+	// got, once the first interval has passed (so quick imports log
+	// nothing), and once more at its end. Zero means
+	// DefaultProgressInterval (5s); negative never logs.
+	ProgressInterval time.Duration
 }
 
 // Store is a layer store rooted at one directory. It is safe for concurrent
@@ -87,6 +93,7 @@ type Store struct {
 	sharedMu sync.Mutex
 	sharers  int
 	imports  singleflight.Group
+	pulls    pullTracker // the imports in flight, and totals
 	// links caches layer directory name -> short id. A layer keeps its id
 	// for as long as it exists; GC forgets the ids of layers it removes.
 	links sync.Map

@@ -3,9 +3,13 @@ package nodeagent_test
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,7 +110,8 @@ func TestNodeAgent(t *testing.T) {
 	}
 	cfg, c := envtest.Start(t)
 	ctx := t.Context()
-	reg := testimage.NewRegistry(t)
+	hold := newHoldBlob()
+	reg := testimage.NewRegistry(t, testimage.WithMiddleware(hold.middleware))
 	srcOpts := source.Options{Insecure: []string{reg.Host}}
 	tools, app, stray, other := push(t, reg, "tools:v1", "t1", "t2"), push(t, reg, "app:v1", "a1"),
 		push(t, reg, "stray:v1", "s1"), push(t, reg, "other:v1", "o1")
@@ -184,12 +189,13 @@ func TestNodeAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = nodeagent.Setup(mgr, nodeagent.Options{
-		NodeName:      nodeName,
-		Store:         store,
-		Catalog:       catalog.NewCluster(mgr.GetCache(), mgr.GetAPIReader(), srcOpts),
-		CacheMaxBytes: 1,
-		MinLayerAge:   time.Nanosecond,
-		Sweeper:       ns,
+		NodeName:         nodeName,
+		Store:            store,
+		Catalog:          catalog.NewCluster(mgr.GetCache(), mgr.GetAPIReader(), srcOpts),
+		CacheMaxBytes:    1,
+		MinLayerAge:      time.Nanosecond,
+		Sweeper:          ns,
+		ProgressInterval: 100 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -281,6 +287,131 @@ func TestNodeAgent(t *testing.T) {
 			t.Errorf("upper of pvc-kept holds %q", got)
 		}
 	})
+
+	t.Run("ReportsPullProgress", func(t *testing.T) {
+		// A 2 MiB layer whose blob stops after 512 KiB until released.
+		big, err := testimage.Layer([]testimage.Entry{testimage.File("data", randomBytes(2<<20))}, testimage.Gzip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		digest, _ := big.Digest()
+		size, _ := big.Size()
+		img, err := testimage.Image(big)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hold.set(digest.String(), 512<<10)
+		t.Cleanup(hold.release)
+		reg.Push(t, "big:v1", img)
+		if err := c.Create(ctx, layerSet("big", reg.Host+"/big:v1", map[string]string{"pool": "gpu"})); err != nil {
+			t.Fatal(err)
+		}
+		chainID := waitResolved(t, c, "big").Status.ChainID
+		entry := func(nc *v1alpha1.NodeCache) v1alpha1.NodeLayerSetStatus {
+			for _, e := range nc.Status.LayerSets {
+				if e.Name == "big" {
+					return e
+				}
+			}
+			return v1alpha1.NodeLayerSetStatus{}
+		}
+		waitNodeCache(t, c, func(nc *v1alpha1.NodeCache) error {
+			e := entry(nc)
+			if e.ChainID != chainID || e.Ready || e.TotalBytes != size || e.PulledBytes <= 0 || e.PulledBytes > size/2 ||
+				!strings.Contains(e.Message, "pulling 1 of 1 layers: ") || !strings.Contains(e.Message, "/2.0 MiB of the chain here") {
+				return fmt.Errorf("entry %+v, want part of %d bytes pulled", e, size)
+			}
+			return nil
+		})
+		hold.release()
+		waitNodeCache(t, c, func(nc *v1alpha1.NodeCache) error {
+			if e := entry(nc); !e.Ready || e.PulledBytes != 0 || e.TotalBytes != 0 || e.Message != "" {
+				return fmt.Errorf("entry %+v, want it ready, no progress left", e)
+			}
+			return nil
+		})
+	})
+}
+
+// holdBlob passes the first bytes of one blob, once set, then holds the
+// rest back until released: a registry that slows to nothing mid-blob,
+// which a real one cannot be made to do on demand.
+type holdBlob struct {
+	mu      sync.Mutex
+	digest  string
+	first   int
+	free    chan struct{}
+	release func()
+}
+
+func newHoldBlob() *holdBlob {
+	h := &holdBlob{free: make(chan struct{})}
+	h.release = sync.OnceFunc(func() { close(h.free) })
+	return h
+}
+
+func (h *holdBlob) set(digest string, first int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.digest, h.first = digest, first
+}
+
+func (h *holdBlob) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		digest, first := h.digest, h.first
+		h.mu.Unlock()
+		if digest == "" || r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+digest) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(&holdingWriter{ResponseWriter: w, left: first, hold: func() error {
+			_ = http.NewResponseController(w).Flush()
+			select {
+			case <-h.free:
+				return nil
+			case <-r.Context().Done():
+				return r.Context().Err()
+			}
+		}}, r)
+	})
+}
+
+// holdingWriter passes left bytes on, then calls hold once before the
+// rest.
+type holdingWriter struct {
+	http.ResponseWriter
+	left int // < 0: held already
+	hold func() error
+}
+
+func (w *holdingWriter) Write(p []byte) (int, error) {
+	if w.left < 0 || len(p) <= w.left {
+		if w.left >= 0 {
+			w.left -= len(p)
+		}
+		return w.ResponseWriter.Write(p)
+	}
+	n, err := w.ResponseWriter.Write(p[:w.left])
+	w.left = -1
+	if err != nil {
+		return n, err
+	}
+	if err := w.hold(); err != nil {
+		return n, err
+	}
+	m, err := w.ResponseWriter.Write(p[n:])
+	return n + m, err
+}
+
+// randomBytes is n bytes no compressor shrinks, the same at every run.
+func randomBytes(n int) string {
+	r := rand.New(rand.NewChaCha8([32]byte{}))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return string(b)
 }
 
 var resourceOne = resource.MustParse("1Gi")

@@ -16,6 +16,10 @@ const (
 	DefaultResyncInterval = 30 * time.Second
 	DefaultSweepInterval  = 5 * time.Minute
 	DefaultMinLayerAge    = 10 * time.Minute
+	// DefaultProgressInterval bounds how often a prefetch's progress is
+	// written to the NodeCache: often enough to watch, rare enough that a
+	// cluster of pulling nodes does not load the API server.
+	DefaultProgressInterval = 10 * time.Second
 )
 
 // Sweeper removes the kept uppers of persistent volumes that no longer
@@ -54,6 +58,9 @@ type Options struct {
 	// SweepInterval is how often uppers are swept with no PersistentVolume
 	// deleted meanwhile; default DefaultSweepInterval.
 	SweepInterval time.Duration
+	// ProgressInterval is how often the NodeCache is updated with the
+	// progress of a running prefetch; default DefaultProgressInterval.
+	ProgressInterval time.Duration
 }
 
 func (o *Options) setDefaults() error {
@@ -70,9 +77,9 @@ func (o *Options) setDefaults() error {
 	if o.CacheMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("cache budget %d bytes is negative; use 0 for no limit", o.CacheMaxBytes))
 	}
-	if o.ResyncInterval < 0 || o.SweepInterval < 0 || o.MinLayerAge < 0 {
-		errs = append(errs, fmt.Errorf("durations must not be negative (resync %s, sweep %s, minimum layer age %s)",
-			o.ResyncInterval, o.SweepInterval, o.MinLayerAge))
+	if o.ResyncInterval < 0 || o.SweepInterval < 0 || o.MinLayerAge < 0 || o.ProgressInterval < 0 {
+		errs = append(errs, fmt.Errorf("durations must not be negative (resync %s, sweep %s, minimum layer age %s, progress %s)",
+			o.ResyncInterval, o.SweepInterval, o.MinLayerAge, o.ProgressInterval))
 	}
 	if o.DriverName == "" {
 		o.DriverName = names.DriverName
@@ -85,6 +92,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.MinLayerAge == 0 {
 		o.MinLayerAge = DefaultMinLayerAge
+	}
+	if o.ProgressInterval == 0 {
+		o.ProgressInterval = DefaultProgressInterval
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("node agent: %w", errors.Join(errs...))

@@ -25,6 +25,9 @@ type pullState struct {
 	ChainID string
 	Pulling bool
 	Err     string // the last attempt's failure for ChainID; "" if none
+	// Progress is where the running pull stood when last sampled; zero
+	// before the first sample and when no pull runs.
+	Progress layers.ChainProgress
 }
 
 // view is what one reconcile sees.
@@ -142,7 +145,11 @@ func plan(v view) (v1alpha1.NodeCacheStatus, []job) {
 			e.Message = fmt.Sprintf("%d of %d layers are not in the cache", e.Missing, len(chain))
 		default:
 			jobs = append(jobs, job{name: ls.Name, chainID: ls.Status.ChainID})
-			e.Message = pullMessage(v.pulls[ls.Name], ls.Status.ChainID, int(e.Missing), len(chain))
+			p := v.pulls[ls.Name]
+			e.Message = pullMessage(p, ls.Status.ChainID, int(e.Missing), len(chain))
+			if p.ChainID == ls.Status.ChainID && p.Pulling && p.Progress.Total > 0 {
+				e.PulledBytes, e.TotalBytes = p.Progress.Done, p.Progress.Total
+			}
 		}
 		e.Message = truncate(e.Message, maxMessage)
 		st.LayerSets = append(st.LayerSets, e)
@@ -157,6 +164,9 @@ func plan(v view) (v1alpha1.NodeCacheStatus, []job) {
 
 func pullMessage(p pullState, chainID string, missing, total int) string {
 	switch {
+	case p.ChainID == chainID && p.Pulling && p.Progress.Total > 0:
+		return fmt.Sprintf("pulling %d of %d layers: %s of the chain here",
+			missing, total, layers.BytesOf(p.Progress.Done, p.Progress.Total))
 	case p.ChainID == chainID && p.Pulling:
 		return fmt.Sprintf("pulling %d of %d layers", missing, total)
 	case p.ChainID == chainID && p.Err != "":

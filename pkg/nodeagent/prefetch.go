@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"k8s.io/klog/v2"
+
+	"github.com/layerset/layerset-csi/pkg/layers"
+	"github.com/layerset/layerset-csi/pkg/source"
 )
 
 // Retry delays of a failed pull: doubled after each failure of the same
@@ -23,6 +26,11 @@ type prefetcher struct {
 	pull func(ctx context.Context, name string) error
 	done func()
 	now  func() time.Time
+	// progress, if set, tells where the pull of a chain stands; it is
+	// asked every progressEvery while a pull runs, and done is called
+	// after, so the report shows it at that rate and no faster.
+	progress      func([]source.Layer) layers.ChainProgress
+	progressEvery time.Duration
 
 	wake chan struct{} // buffered 1: "the wanted list changed"
 
@@ -117,6 +125,7 @@ func (p *prefetcher) finish(j job, err error) {
 		return
 	}
 	st.Pulling = false
+	st.Progress = layers.ChainProgress{}
 	st.Err = err.Error()
 	st.delay = min(max(2*st.delay, minRetry), maxRetry)
 	st.retryAt = p.now().Add(st.delay)
@@ -129,7 +138,10 @@ func (p *prefetcher) Start(ctx context.Context) error {
 		j, wait, ok := p.next()
 		if ok {
 			start := p.now()
-			err := p.pull(ctx, j.name)
+			pullCtx, watch := layers.WatchImports(ctx)
+			stop := p.follow(pullCtx, j, watch)
+			err := p.pull(pullCtx, j.name)
+			stop()
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -145,6 +157,40 @@ func (p *prefetcher) Start(ctx context.Context) error {
 		if !p.sleep(ctx, wait) {
 			return nil
 		}
+	}
+}
+
+// follow samples the progress of j's pull, which imports under watch,
+// every progressEvery until the returned stop is called, and calls done
+// after each sample so the report is written again.
+func (p *prefetcher) follow(ctx context.Context, j job, watch *layers.ImportWatch) (stop func()) {
+	if p.progress == nil || p.progressEvery <= 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		tick := time.NewTicker(p.progressEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			progress := p.progress(watch.Layers())
+			p.mu.Lock()
+			if st := p.state[j.name]; st != nil && st.ChainID == j.chainID && st.Pulling {
+				st.Progress = progress
+			}
+			p.mu.Unlock()
+			p.done()
+		}
+	}()
+	return func() {
+		cancel()
+		<-ended
 	}
 }
 

@@ -3,8 +3,12 @@ package nodeagent
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/layerset/layerset-csi/pkg/layers"
+	"github.com/layerset/layerset-csi/pkg/source"
 )
 
 func TestPrefetcherSchedule(t *testing.T) {
@@ -83,6 +87,50 @@ func TestPrefetcherRuns(t *testing.T) {
 			t.Errorf("pulled %s, want %s", got, want)
 		}
 		<-done
+	}
+	cancel()
+	if err := <-stopped; err != nil {
+		t.Errorf("Start: %v", err)
+	}
+}
+
+// TestPrefetcherFollowsProgress: while a pull runs, its progress is
+// sampled at the interval and the report woken after each sample; once
+// the pull ends, no more. (TestNodeAgent checks what is sampled.)
+func TestPrefetcherFollowsProgress(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	release := make(chan struct{})
+	woken := make(chan struct{}, 100)
+	p := newPrefetcher(func(context.Context, string) error {
+		<-release
+		return nil
+	}, func() { woken <- struct{}{} })
+	var asked atomic.Int64
+	p.progress = func([]source.Layer) layers.ChainProgress {
+		return layers.ChainProgress{Layers: 1, Pulling: 1, Done: min(10*asked.Add(1), 100), Total: 100}
+	}
+	p.progressEvery = 5 * time.Millisecond
+	stopped := make(chan error)
+	go func() { stopped <- p.Start(ctx) }()
+
+	p.want([]job{{"a", "c"}})
+	<-woken
+	<-woken
+	if st := p.states()["a"]; !st.Pulling || st.Progress.Total != 100 || st.Progress.Done < 10 {
+		t.Errorf("state while pulling: %+v, want the sampled progress", st)
+	}
+	close(release)
+	for {
+		<-woken
+		if _, ok := p.states()["a"]; !ok {
+			break
+		}
+	}
+	n := asked.Load()
+	time.Sleep(20 * time.Millisecond)
+	if asked.Load() != n {
+		t.Error("progress still sampled after the pull ended")
 	}
 	cancel()
 	if err := <-stopped; err != nil {

@@ -45,6 +45,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		assemble: assemble.New(assemble.Options{Store: opts.Store, Catalog: opts.Catalog, NodeName: opts.NodeName}),
 	}
 	a.prefetch = newPrefetcher(a.pull, a.poke)
+	a.prefetch.progress, a.prefetch.progressEvery = opts.Store.ChainProgress, opts.ProgressInterval
 	for _, r := range []interface {
 		Start(context.Context) error
 		NeedLeaderElection() bool

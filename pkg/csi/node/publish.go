@@ -47,7 +47,8 @@ func (n *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	}
 	defer release()
 	if ephemeral {
-		err = n.publishEphemeral(ctx, req)
+		pullCtx, pulling := n.watchPull(ctx, req.GetVolumeId(), req.GetVolumeContext())
+		err = pulling(n.publishEphemeral(pullCtx, req))
 	} else {
 		err = n.publishPersistent(ctx, req)
 	}

@@ -31,7 +31,8 @@ func (n *Server) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 		return nil, err
 	}
 	defer release()
-	if err := n.stage(ctx, req); err != nil {
+	pullCtx, pulling := n.watchPull(ctx, req.GetVolumeId(), req.GetVolumeContext())
+	if err := pulling(n.stage(pullCtx, req)); err != nil {
 		return nil, n.status(ctx, err)
 	}
 	return &csi.NodeStageVolumeResponse{}, nil

@@ -52,6 +52,20 @@ type NodeLayerSetStatus struct {
 	// +kubebuilder:validation:MaxLength=1024
 	// +optional
 	Message string `json:"message,omitempty"`
+	// PulledBytes is, while the node pulls the chain, how much of it the
+	// node holds, in compressed bytes (what registries send): the layers
+	// in the cache whole, and what was fetched so far of those being
+	// pulled. It only grows during a pull, and TotalBytes less it is what
+	// is still to come. Updated every few seconds; unset when no pull
+	// runs.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	PulledBytes int64 `json:"pulledBytes,omitempty"`
+	// TotalBytes is, while the node pulls the chain, the compressed size of
+	// all its layers; unset when no pull runs.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	TotalBytes int64 `json:"totalBytes,omitempty"`
 }
 
 // NodeCache reports one node's layer cache. It is named after its node and
