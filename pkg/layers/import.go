@@ -160,16 +160,25 @@ func (s *Store) extract(ctx context.Context, staging string, l source.Layer, pul
 		}
 	}()
 
+	// Fetching, the compressed digest and decompression run a few MiB
+	// ahead of extraction and the uncompressed digest, on another core.
+	// That goroutine writes compressed's error, so it is stopped before
+	// classifyExtract reads it (it has stopped by itself after any error
+	// it returned).
+	ahead := archive.ReadAhead(tarStream, archive.ReadAheadOptions{})
+	defer ahead.Close() //nolint:errcheck // always nil; called again after an error
 	h := sha256.New()
-	uncompressed := &errReader{r: tarStream}
+	uncompressed := &errReader{r: ahead}
 	counted := &budgetReader{r: io.TeeReader(uncompressed, h), b: b}
 	stats, err := archive.Apply(ctx, diff, counted, opts)
 	if err != nil {
+		_ = ahead.Close()
 		return meta, classifyExtract(err, l, compressed, uncompressed, counted, stats, opts, ours)
 	}
 	// Drain what the decompressor left and the compressed stream itself:
 	// both digests are only checked at EOF.
 	if _, err := io.Copy(io.Discard, counted); err != nil { // counted hashes it
+		_ = ahead.Close()
 		return meta, classifyExtract(err, l, compressed, uncompressed, counted, stats, opts, ours)
 	}
 	if _, err := io.Copy(io.Discard, compressed); err != nil {
