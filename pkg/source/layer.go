@@ -44,11 +44,13 @@ func openBlob(ctx context.Context, s store, d v1.Descriptor) (io.ReadCloser, err
 }
 
 // verifier enforces a blob's size and, unless the reader beneath already
-// does, its digest. go-containerregistry's remote blob readers hash what
-// they return and fail at EOF; hashing again here would double the CPU cost
-// of every pull for nothing. They do not know the size the manifest
-// declared, though, so the size is always checked here, and the reader
-// beneath is always read to its own EOF so its check runs.
+// does, its digest. A store whose reader hashes what it returns and fails
+// at EOF (as go-containerregistry's remote blob readers do) says so with
+// checked, since hashing again would double the CPU cost of every pull;
+// neither of ours does today: registry blobs are reassembled from ranges
+// or resumed streams by our own fetcher (fetch.go), and layout blobs are
+// files. The size is always checked here, and the reader beneath is always
+// read to its own EOF so any check of its own runs.
 type verifier struct {
 	rc   io.ReadCloser
 	want v1.Descriptor

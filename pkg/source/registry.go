@@ -4,18 +4,50 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// registryStore reads one repository through a remote.Puller, which keeps
-// the authenticated transport so opening each layer does not ping and log
-// in again.
+// registryStore reads one repository. Manifests come through a
+// remote.Puller, blobs through our own fetcher (fetch.go), both over one
+// authenticated session, so opening each layer does not ping and log in
+// again.
 type registryStore struct {
-	ref    name.Reference
-	puller *remote.Puller
+	ref      name.Reference
+	opts     Options
+	insecure map[string]bool
+	fetch    fetchConfig
+	// slots caps the blobs open at once (Options.ParallelBlobs): a token is
+	// taken by Open and given back by Close.
+	slots chan struct{}
+
+	mu   sync.Mutex
+	sess *session // nil until the first request
+}
+
+func newRegistryStore(ref name.Reference, opts Options, insecure map[string]bool) (*registryStore, error) {
+	fc, err := opts.fetchConfig()
+	if err != nil {
+		return nil, err
+	}
+	return &registryStore{ref: ref, opts: opts, insecure: insecure, fetch: fc, slots: make(chan struct{}, fc.parallelBlobs)}, nil
+}
+
+// session returns the store's session, logging in on first use. A failed
+// login is not kept: the next call, perhaps with a live context, tries again.
+func (s *registryStore) session(ctx context.Context) (*session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sess == nil {
+		sess, err := newSession(ctx, s.ref.Context(), s.opts, s.insecure)
+		if err != nil {
+			return nil, err
+		}
+		s.sess = sess
+	}
+	return s.sess, nil
 }
 
 func (s *registryStore) root(ctx context.Context) (v1.Descriptor, []byte, error) {
@@ -36,7 +68,11 @@ func (s *registryStore) manifest(ctx context.Context, d v1.Descriptor) ([]byte, 
 }
 
 func (s *registryStore) get(ctx context.Context, ref name.Reference) (v1.Descriptor, []byte, error) {
-	desc, err := s.puller.Get(ctx, ref)
+	sess, err := s.session(ctx)
+	if err != nil {
+		return v1.Descriptor{}, nil, fmt.Errorf("fetching manifest %s: %w", ref, classify(err))
+	}
+	desc, err := sess.puller.Get(ctx, ref)
 	if err != nil {
 		return v1.Descriptor{}, nil, fmt.Errorf("fetching manifest %s: %w", ref, classify(err))
 	}
@@ -46,14 +82,42 @@ func (s *registryStore) get(ctx context.Context, ref name.Reference) (v1.Descrip
 	return desc.Descriptor, desc.Manifest, nil
 }
 
+// blob opens d with our fetcher, which hashes nothing: checked is false and
+// the verifier above hashes the bytes, ranged or streamed, once.
 func (s *registryStore) blob(ctx context.Context, d v1.Descriptor) (io.ReadCloser, bool, error) {
-	l, err := s.puller.Layer(ctx, s.ref.Context().Digest(d.Digest.String()))
+	sess, err := s.session(ctx)
 	if err != nil {
 		return nil, false, classify(err)
 	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return nil, false, classify(err)
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
 	}
-	return rc, true, nil
+	repo := s.ref.Context()
+	f := &blobFetch{
+		client: sess.client,
+		url:    fmt.Sprintf("%s://%s/v2/%s/blobs/%s", repo.Scheme(), repo.RegistryStr(), repo.RepositoryStr(), d.Digest),
+		desc:   d,
+		cfg:    s.fetch,
+	}
+	rc, err := f.open(ctx)
+	if err != nil {
+		<-s.slots
+		return nil, false, err
+	}
+	return &releaser{ReadCloser: rc, release: func() { <-s.slots }}, false, nil
+}
+
+// releaser gives the store's slot back on the first Close.
+type releaser struct {
+	io.ReadCloser
+	once    sync.Once
+	release func()
+}
+
+func (r *releaser) Close() error {
+	err := r.ReadCloser.Close()
+	r.once.Do(r.release)
+	return err
 }

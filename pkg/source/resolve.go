@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // Image is a resolved image.
@@ -44,11 +43,7 @@ func openStore(r reference, opts Options, insecure map[string]bool) (store, erro
 	if r.remote == nil {
 		return openLayout(r)
 	}
-	p, err := remote.NewPuller(opts.remoteOptions(insecure)...)
-	if err != nil {
-		return nil, err
-	}
-	return &registryStore{ref: r.remote, puller: p}, nil
+	return newRegistryStore(r.remote, opts, insecure)
 }
 
 func resolve(ctx context.Context, s store, r reference, platform v1.Platform) (*Image, error) {
