@@ -140,6 +140,9 @@ func TestErrorsExitNonZeroWithAMessage(t *testing.T) {
 		{[]string{"layers", "gc", "--root", root, "--max-bytes", "lots"}, "--max-bytes"},
 		{[]string{"layers", "ls", "--root", root, "-o", "yaml"}, "unknown output format"},
 		{[]string{"unmount", "--root", root, "/not/mounted"}, "no volume"},
+		{[]string{"layers", "pull", "--root", root, "--fetch-chunk-size", "1Ki", "oci:/x:y"}, "RangeChunkSize 1024: want 1 MiB to 256 MiB"},
+		{[]string{"layers", "pull", "--root", root, "--fetch-connections", "17", "oci:/x:y"}, "RangeConnections 17: want 1 to 16"},
+		{[]string{"layers", "pull", "--root", root, "--fetch-range-threshold", "-5", "oci:/x:y"}, "want a positive quantity such as 8Mi"},
 	}
 	for _, tt := range tests {
 		cmd := exec.Command(os.Args[0], tt.args...)

@@ -25,6 +25,7 @@ type storeFlags struct {
 	quota     string
 	projects  string
 	mkfs      string
+	fetch     fetchFlags
 	// maxLayerBytes bounds one layer's import; the node sets it to its
 	// cache budget (--cache-max-bytes), which no larger layer fits.
 	maxLayerBytes int64
@@ -41,10 +42,13 @@ func (f *storeFlags) register(fs *pflag.FlagSet) {
 		"else a filesystem image per volume), project (refuse sized volumes without project quotas), fallback (always images), off (ignore sizes)")
 	fs.StringVar(&f.projects, "project-ids", quota.DefaultIDRange.String(), "project quota ids volumes may get, FIRST-LAST; never shared with an id in use")
 	fs.StringVar(&f.mkfs, "mkfs", "mkfs.ext4", "mkfs.ext4 that formats volume images (--quota fallback or auto without project quotas)")
+	f.fetch.register(fs)
 }
 
 func (f *storeFlags) sourceOptions() source.Options {
-	return source.Options{Insecure: f.insecure}
+	opts := source.Options{Insecure: f.insecure}
+	f.fetch.apply(&opts)
+	return opts
 }
 
 func (f *storeFlags) imageResolver() compose.ImageResolver {
@@ -70,6 +74,9 @@ func (f *storeFlags) open(ctx context.Context) (*layers.Store, error) {
 	q, err := f.quotaOptions()
 	if err != nil {
 		return nil, err
+	}
+	if err := f.sourceOptions().Validate(); err != nil {
+		return nil, fmt.Errorf("--fetch-* flags: %w", err)
 	}
 	return layers.Open(ctx, layers.Options{
 		Root: root, Parallel: f.parallel, MountMode: mode, MaxLayerBytes: f.maxLayerBytes, FreeSpaceReserve: reserve, Quota: q,

@@ -155,6 +155,14 @@ type fetchConfig struct {
 	retryDelay    time.Duration
 }
 
+// Validate checks the options Resolve would refuse, so that a program can
+// refuse its flags when it starts rather than at its first pull from a
+// registry.
+func (o Options) Validate() error {
+	_, err := o.fetchConfig()
+	return err
+}
+
 // fetchConfig applies the defaults and checks the bounds of the fetch
 // options; out-of-range values are refused rather than clamped, so a typo
 // in a flag does not silently become something else.
