@@ -14,9 +14,11 @@
 #   util-linux        setpriv (a writer without CAP_SYS_RESOURCE, which
 #                     would ignore ext4 limits)
 #   mount             mount and losetup (Debian splits them from util-linux)
+#   umoci             unpacks the images `layerset-csi commit` writes, as
+#                     another tool than ours reads them (pkg/layers, cmd)
 set -euo pipefail
 LOG_TAG=test-packages
 # shellcheck source=hack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-apt_install_missing user-mode-linux kmod xfsprogs e2fsprogs quota util-linux mount
+apt_install_missing user-mode-linux kmod xfsprogs e2fsprogs quota util-linux mount umoci

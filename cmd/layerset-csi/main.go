@@ -42,6 +42,6 @@ func newRootCommand() *cobra.Command {
 	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(klogFlags)
 	root.PersistentFlags().AddGoFlagSet(klogFlags)
-	root.AddCommand(newLayersCommand(), newMountCommand(), newUnmountCommand(), newNodeCommand(), newControllerCommand())
+	root.AddCommand(newLayersCommand(), newMountCommand(), newUnmountCommand(), newCommitCommand(), newNodeCommand(), newControllerCommand())
 	return root
 }
