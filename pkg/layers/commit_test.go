@@ -785,6 +785,8 @@ func BenchmarkCommit(b *testing.B) {
 				b.ReportMetric(float64(blobSize)/float64(fi.Size()), "x-tar-size")
 			}
 		}
+		b.ReportMetric(float64(mine.Milliseconds())/float64(b.N), "ms-ours")
+		b.ReportMetric(float64(base.Milliseconds())/float64(b.N), "ms-tar")
 		b.ReportMetric(float64(mine)/float64(base), "x-tar")
 	}
 	b.Run("commit", func(b *testing.B) {
