@@ -76,7 +76,7 @@ CACHE=$ROOT/.cache/bench-cold
 RESULT=${BENCH_RESULT:-$CACHE/result.txt}
 REG=127.0.0.1:$PORT
 REPO=bench/cold
-LS=$ROOT/bin/layerset-csi
+LS='' # our binary, built into the work dir (see prepare)
 
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS=$RUNS: want a positive integer"
 [[ $SCALE =~ ^[0-9]*\.?[0-9]+$ ]] || die "BENCH_SCALE=$SCALE: want a number such as 1 or 0.25"
@@ -90,7 +90,7 @@ for c in "${CONTENDERS[@]}"; do
 done
 [[ $(id -u) -eq 0 ]] || die "the benchmark mounts overlayfs and drops the page cache: run it as root"
 
-WORK='' REGISTRY_PID='' CONTAINERD_PID='' OUT=''
+WORK='' REGISTRY_PID='' CONTAINERD_PID='' OUT='' LS_REV='' LOAD_START=''
 
 # unmount_below DIR unmounts every mount at or below DIR, deepest first.
 unmount_below() {
@@ -158,7 +158,6 @@ prepare() {
 	step "packages" bash "$ROOT/hack/bench-packages.sh"
 	step "containerd 2" bash "$ROOT/hack/tools.sh" containerd2
 	TOOLS_BIN=$(bash "$ROOT/hack/tools.sh" --print-dir)
-	step "make build" nice make -s -C "$ROOT" build
 	step_begin "building the generator"
 	(cd "$ROOT" && CGO_ENABLED=0 nice go build -o "$CACHE/gen" ./bench/cold/gen)
 	step_end
@@ -168,6 +167,12 @@ prepare() {
 
 	WORK=$(mktemp -d "$CACHE/work.XXXXXX")
 	mkdir -p "$WORK/layersets"
+	# make build, into the work dir rather than bin/: the working tree is shared, and another
+	# make build replacing bin/layerset-csi mid-benchmark would mix two binaries in one table.
+	LS=$WORK/layerset-csi
+	LS_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')
+	step "make build" nice make -s -C "$ROOT" build BIN="$LS"
+	LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 }
 
 # read_layers loads the generator's layers.tsv: per layer its name, blobs and sizes.
@@ -452,21 +457,38 @@ report() {
 	done <"$IMG/layers.tsv"
 	echo "bench-cold $(date -u +%Y-%m-%dT%H:%M:%SZ): scale $SCALE, $RUNS runs, median seconds, caches dropped before each run"
 	echo "host: $(nproc) cores, $(uname -r), $(findmnt -n -o FSTYPE -T "$CACHE") on $(findmnt -n -o SOURCE -T "$CACHE")," \
-		"layerset-csi $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'), containerd $("$TOOLS_BIN/containerd" --version | awk '{print $3}')"
+		"layerset-csi $LS_REV, containerd $("$TOOLS_BIN/containerd" --version | awk '{print $3}')"
+	echo "load average (1, 5, 15 min) at the start: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 	printf 'image: %d layers, %.0f MiB in %d files (site-packages layer: %d files); gzip %.0f MiB, zstd %.0f MiB\n' \
 		"${#L_NAME[@]}" "$(awk -v b="$total_bytes" 'BEGIN { print b / 1048576 }')" "$total_files" "${L_FILES[$SMALL]}" \
 		"$(awk -v b="$gz" 'BEGIN { print b / 1048576 }')" "$(awk -v b="$zs" 'BEGIN { print b / 1048576 }')"
 	echo
 	awk -F'\t' -v runs="$RUNS" '
-		function median(key,   n, i, j, t, a) {
+		# stat(key, how): the median ("median") or the least ("best") of the runs of a contender.
+		function stat(key, how,   n, i, j, t, a) {
 			n = cnt[key]
 			if (n == 0) return ""
 			for (i = 1; i <= n; i++) a[i] = val[key, i]
 			for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j] < a[j-1]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+			if (how == "best") return a[1]
 			return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 		}
 		function fmt(x) { return x == "" ? "-" : sprintf("%.2f", x) }
 		function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
+		function table(how,   i, v, op, om, ct, sk, dc, dk, lim, bind) {
+			printf "%-8s %10s %11s %11s %11s %13s %11s %16s %11s  %s\n", how == "best" ? "best of" : "variant", "ours-pull", "ours-mount",
+				"containerd", "skopeo+tar", "decomp-limit", "disk-limit", "ours/containerd", "ours/limit", "binding"
+			for (i = 1; i <= nv; i++) {
+				v = vs[i]
+				op = stat(v SUBSEP "ours-pull", how); om = stat(v SUBSEP "ours-mount", how); ct = stat(v SUBSEP "containerd", how)
+				sk = stat(v SUBSEP "skopeo-tar", how); dc = stat(v SUBSEP "decomp", how); dk = stat(v SUBSEP "disk", how)
+				lim = ""; bind = "-"
+				if (dc != "" || dk != "") { lim = (dc + 0 >= dk + 0) ? dc : dk; bind = (dc + 0 >= dk + 0) ? "decomp" : "disk" }
+				printf "%-8s %10s %11s %11s %11s %13s %11s %16s %11s  %s\n", v, fmt(op), fmt(om), fmt(ct), fmt(sk), fmt(dc), fmt(dk),
+					ratio(op, ct), ratio(op, lim), bind
+				m[how, v, "op"] = op; m[how, v, "om"] = om; m[how, v, "ct"] = ct; m[how, v, "lim"] = lim
+			}
+		}
 		{
 			key = $1 SUBSEP $2
 			cnt[key]++; val[key, cnt[key]] = $4; detail[key, cnt[key]] = $5
@@ -474,24 +496,19 @@ report() {
 			if (!($2 in seenc)) { seenc[$2] = 1; cs[++nc] = $2 }
 		}
 		END {
-			printf "%-8s %10s %11s %11s %11s %13s %11s %16s %11s  %s\n", "variant", "ours-pull", "ours-mount", "containerd",
-				"skopeo+tar", "decomp-limit", "disk-limit", "ours/containerd", "ours/limit", "binding"
-			for (i = 1; i <= nv; i++) {
-				v = vs[i]
-				op = median(v SUBSEP "ours-pull"); om = median(v SUBSEP "ours-mount"); ct = median(v SUBSEP "containerd")
-				sk = median(v SUBSEP "skopeo-tar"); dc = median(v SUBSEP "decomp"); dk = median(v SUBSEP "disk")
-				lim = ""; bind = "-"
-				if (dc != "" || dk != "") { lim = (dc + 0 >= dk + 0) ? dc : dk; bind = (dc + 0 >= dk + 0) ? "decomp" : "disk" }
-				printf "%-8s %10s %11s %11s %11s %13s %11s %16s %11s  %s\n", v, fmt(op), fmt(om), fmt(ct), fmt(sk), fmt(dc), fmt(dk),
-					ratio(op, ct), ratio(op, lim), bind
-				m[v, "op"] = op; m[v, "om"] = om; m[v, "ct"] = ct; m[v, "lim"] = lim
-			}
+			table("median")
 			print ""
-			print "goal: ours-pull <= 0.5x containerd and <= 1.1x the binding limit"
+			print "goal: ours-pull <= 0.5x containerd and <= 1.1x the binding limit (medians)"
 			for (i = 1; i <= nv; i++) {
 				v = vs[i]
 				printf "  %-5s ours-pull/containerd %s, ours-pull/limit %s; ours-mount/containerd %s, ours-mount/limit %s\n", v,
-					ratio(m[v, "op"], m[v, "ct"]), ratio(m[v, "op"], m[v, "lim"]), ratio(m[v, "om"], m[v, "ct"]), ratio(m[v, "om"], m[v, "lim"])
+					ratio(m["median", v, "op"], m["median", v, "ct"]), ratio(m["median", v, "op"], m["median", v, "lim"]),
+					ratio(m["median", v, "om"], m["median", v, "ct"]), ratio(m["median", v, "om"], m["median", v, "lim"])
+			}
+			if (runs > 1) {
+				print ""
+				print "the same with each contender'"'"'s fastest run (noise on a shared machine only adds):"
+				table("best")
 			}
 			print ""
 			print "every run (seconds; decomp: slowest layer; disk: fio sequential + small-file tar; fetch: curl of every blob)"
