@@ -1,31 +1,14 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/match"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
 	"github.com/layerset/layerset-csi/pkg/layers"
 	"github.com/layerset/layerset-csi/pkg/source"
 )
-
-// refNameAnnotation tags a manifest in an OCI layout's index.json.
-const refNameAnnotation = "org.opencontainers.image.ref.name"
 
 func newCommitCommand() *cobra.Command {
 	var (
@@ -67,7 +50,7 @@ func newCommitCommand() *cobra.Command {
 				t = t.UTC()
 				fixed = &t
 			}
-			dst, err := parseDestination(args[0], sf.insecure)
+			dst, err := source.ParseDestination(args[0], sf.sourceOptions())
 			if err != nil {
 				return err
 			}
@@ -95,7 +78,7 @@ func newCommitCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				written, err = dst.write(ctx, img, sf.sourceOptions())
+				written, err = dst.Write(ctx, img)
 				return err
 			})
 			if err != nil {
@@ -114,105 +97,4 @@ func newCommitCommand() *cobra.Command {
 	cmd.Flags().StringVar(&author, "author", "", "the image's author")
 	cmd.Flags().StringVarP(&message, "message", "m", "", "the new layer's history comment")
 	return cmd
-}
-
-// destination is where commit writes its image: an OCI layout's tag or a
-// registry reference.
-type destination struct {
-	layout, tag string // oci:PATH:TAG, PATH absolute
-	remote      name.Tag
-	insecure    map[string]bool
-}
-
-// parseDestination reads REF: oci:PATH:TAG, or a fully qualified
-// registry reference host/repo:tag (plain HTTP only for a host listed in
-// insecure, as for pulls).
-func parseDestination(ref string, insecure []string) (destination, error) {
-	d := destination{insecure: map[string]bool{}}
-	for _, h := range insecure {
-		d.insecure[strings.ToLower(h)] = true
-	}
-	if rest, ok := strings.CutPrefix(ref, source.LayoutPrefix); ok {
-		i := strings.LastIndexByte(rest, ':')
-		if i <= strings.LastIndexByte(rest, '/') || i == len(rest)-1 {
-			return d, fmt.Errorf("image reference %q: name the tag to write, oci:PATH:TAG", ref)
-		}
-		path, err := filepath.Abs(rest[:i])
-		if err != nil {
-			return d, err
-		}
-		d.layout, d.tag = path, rest[i+1:]
-		return d, nil
-	}
-	opts := []name.Option{name.StrictValidation}
-	tag, err := name.NewTag(ref, opts...)
-	if err != nil {
-		return d, fmt.Errorf("image reference %q: %w; want oci:PATH:TAG or REGISTRY/REPOSITORY:TAG", ref, err)
-	}
-	if d.insecure[strings.ToLower(tag.RegistryStr())] {
-		if tag, err = name.NewTag(ref, append(opts, name.Insecure)...); err != nil {
-			return d, err
-		}
-	}
-	d.remote = tag
-	return d, nil
-}
-
-// write writes img and returns its digest-pinned reference.
-func (d destination) write(ctx context.Context, img v1.Image, opts source.Options) (string, error) {
-	digest, err := img.Digest()
-	if err != nil {
-		return "", err
-	}
-	if d.layout == "" {
-		kc := opts.Keychain
-		if kc == nil {
-			kc = authn.DefaultKeychain
-		}
-		transport := &tlsUnlessInsecure{next: remote.DefaultTransport, insecure: d.insecure}
-		if err := remote.Write(d.remote, img, remote.WithContext(ctx), remote.WithAuthFromKeychain(kc), remote.WithTransport(transport)); err != nil {
-			return "", err
-		}
-		return d.remote.Context().Digest(digest.String()).String(), nil
-	}
-	p, err := layout.FromPath(d.layout)
-	if err != nil {
-		// Only a missing or empty directory becomes a new layout.
-		if entries, rerr := os.ReadDir(d.layout); rerr == nil && len(entries) > 0 {
-			return "", fmt.Errorf("%s holds files but is not an OCI image layout: %w", d.layout, err)
-		} else if rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			return "", rerr
-		}
-		if p, err = layout.Write(d.layout, empty.Index); err != nil {
-			return "", err
-		}
-	}
-	tagged := map[string]string{refNameAnnotation: d.tag}
-	if err := p.ReplaceImage(img, match.Annotation(refNameAnnotation, d.tag), layout.WithAnnotations(tagged)); err != nil {
-		return "", err
-	}
-	return source.LayoutPrefix + d.layout + "@" + digest.String(), nil
-}
-
-// tlsUnlessInsecure sends every plain-HTTP request over TLS unless its host
-// is listed with --insecure-registry: go-containerregistry falls back to
-// HTTP by itself for localhost and private addresses, and a push must not
-// leave over plain HTTP because a TLS attempt failed. (pkg/source guards
-// pulls the same way.)
-type tlsUnlessInsecure struct {
-	next     http.RoundTripper
-	insecure map[string]bool
-}
-
-func (t *tlsUnlessInsecure) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Scheme != "http" || t.insecure[strings.ToLower(req.URL.Host)] {
-		return t.next.RoundTrip(req)
-	}
-	up := req.Clone(req.Context())
-	up.URL.Scheme = "https"
-	resp, err := t.next.RoundTrip(up)
-	if err != nil {
-		return nil, fmt.Errorf("sent over TLS because %s is not listed with --insecure-registry: %w", req.URL.Host, err)
-	}
-	return resp, nil
 }
