@@ -157,15 +157,12 @@ func (o PackOptions) withDefaults() (PackOptions, error) {
 		return o, fmt.Errorf("archive: negative limit in pack options (MaxEntries %d, MaxFileSize %d, MaxTotalSize %d, MaxDepth %d, SpoolMemory %d)",
 			o.MaxEntries, o.MaxFileSize, o.MaxTotalSize, o.MaxDepth, o.SpoolMemory)
 	}
-	if o.MaxEntries == 0 {
-		o.MaxEntries = DefaultMaxEntries
+	// The limits Apply has too take Apply's defaults.
+	shared, err := Options{MaxEntries: o.MaxEntries, MaxFileSize: o.MaxFileSize, MaxTotalSize: o.MaxTotalSize}.withDefaults()
+	if err != nil {
+		return o, err
 	}
-	if o.MaxFileSize == 0 {
-		o.MaxFileSize = DefaultMaxFileSize
-	}
-	if o.MaxTotalSize == 0 {
-		o.MaxTotalSize = DefaultMaxTotalSize
-	}
+	o.MaxEntries, o.MaxFileSize, o.MaxTotalSize = shared.MaxEntries, shared.MaxFileSize, shared.MaxTotalSize
 	if o.MaxDepth == 0 {
 		o.MaxDepth = DefaultMaxDepth
 	}
