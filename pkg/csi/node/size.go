@@ -7,9 +7,6 @@ import (
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/layerset/layerset-csi/pkg/csi/names"
 	"github.com/layerset/layerset-csi/pkg/layers"
@@ -57,12 +54,7 @@ func (n *Server) warnSize(ctx context.Context, vc map[string]string, id string, 
 	if n.cfg.Events == nil {
 		return
 	}
-	var regarding runtime.Object = &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: id}}
-	if pod := vc[names.ContextPodName]; pod != "" {
-		regarding = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
-			Name: pod, Namespace: vc[names.ContextPodNamespace], UID: types.UID(vc[names.ContextPodUID]),
-		}}
-	}
+	regarding := volumeOwner(id, vc)
 	if deprecated {
 		n.cfg.Events.Eventf(regarding, nil, corev1.EventTypeWarning, reasonDeprecated, eventActionSize,
 			"volume %s: volume attribute %s is deprecated and read for one more release; use %s", id, names.ContextUpperSizeHint, names.ContextSize)
