@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Builds the external binaries our tests, lint and benchmarks run (etcd, the Kubernetes control plane
-# and kubelet, kubectl, helm, csi-sanity, golangci-lint, containerd 2 and its ctr) from the Go module
-# proxy, the only source reachable from our build machines, and caches them in
-# .cache/tools/<name>-<version>/ with .cache/bin/<name> linking to the current version. A binary is
-# built only when its versioned copy is missing, so a warm run only checks links; to rebuild one
-# (say, after changing how it is built), delete its .cache/tools/<name>-<version>.
+# and kubelet, kubectl, helm, csi-sanity, golangci-lint, containerd 2 and its ctr, csi-snapshotter and
+# snapshot-controller) from the Go module proxy, the only source reachable from our build machines,
+# and caches them in .cache/tools/<name>-<version>/ with .cache/bin/<name> linking to the current
+# version. A binary is built only when its versioned copy is missing, so a warm run only checks
+# links; to rebuild one (say, after changing how it is built), delete its
+# .cache/tools/<name>-<version>.
 #
 #   hack/tools.sh [NAME...]       NAME: etcd kube-apiserver kubectl kube-controller-manager
 #                                       kube-scheduler kubelet helm csi-sanity golangci-lint containerd
-#                                       ctr, or a group: envtest (etcd kube-apiserver kubectl), k8s (the
-#                                       six Kubernetes binaries an e2e cluster runs), containerd2
-#                                       (containerd ctr: the daemon and its client, no shim, so enough to
-#                                       pull and unpack images, not to run containers), all.
+#                                       ctr csi-snapshotter snapshot-controller, or a group: envtest (etcd
+#                                       kube-apiserver kubectl), k8s (the six Kubernetes binaries an e2e
+#                                       cluster runs), containerd2 (containerd ctr: the daemon and its
+#                                       client, no shim, so enough to pull and unpack images, not to run
+#                                       containers), snapshotter (csi-snapshotter snapshot-controller:
+#                                       external-snapshotter's sidecar and controller), all.
 #                                       Default: envtest helm csi-sanity.
 #   hack/tools.sh --print-dir [NAME...]
 #                                 prints the absolute .cache/bin dir (e.g. for KUBEBUILDER_ASSETS),
@@ -37,7 +40,8 @@ BIN=$CACHE/bin
 
 KUBE_TOOLS=(kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet)
 CONTAINERD_TOOLS=(containerd ctr)
-ALL_TOOLS=(etcd "${KUBE_TOOLS[@]}" helm csi-sanity golangci-lint "${CONTAINERD_TOOLS[@]}")
+SNAPSHOTTER_TOOLS=(csi-snapshotter snapshot-controller)
+ALL_TOOLS=(etcd "${KUBE_TOOLS[@]}" helm csi-sanity golangci-lint "${CONTAINERD_TOOLS[@]}" "${SNAPSHOTTER_TOOLS[@]}")
 
 # Steps (hack/lib.sh) run as plain commands and keep `set -e`; the EXIT trap names the step a
 # failure stopped in.
@@ -64,6 +68,7 @@ version_of() {
 	csi-sanity) echo "$CSI_TEST_VERSION" ;;
 	golangci-lint) echo "$GOLANGCI_LINT_VERSION" ;;
 	containerd | ctr) echo "$CONTAINERD_VERSION" ;;
+	csi-snapshotter | snapshot-controller) echo "$EXTERNAL_SNAPSHOTTER_VERSION" ;;
 	*) return 1 ;;
 	esac
 }
@@ -81,10 +86,11 @@ expand() {
 		envtest) names=(etcd kube-apiserver kubectl) ;;
 		k8s) names=(etcd "${KUBE_TOOLS[@]}") ;;
 		containerd2) names=("${CONTAINERD_TOOLS[@]}") ;;
+		snapshotter) names=("${SNAPSHOTTER_TOOLS[@]}") ;;
 		all) names=("${ALL_TOOLS[@]}") ;;
 		*)
 			version_of "$arg" >/dev/null ||
-				die "unknown tool '$arg'; want one of: ${ALL_TOOLS[*]} envtest k8s containerd2 all"
+				die "unknown tool '$arg'; want one of: ${ALL_TOOLS[*]} envtest k8s containerd2 snapshotter all"
 			names=("$arg")
 			;;
 		esac
@@ -188,6 +194,16 @@ edit_etcd() {
 	[[ ${#args[@]} -eq 0 ]] || gocmd mod edit "${args[@]}" "$1/go.mod"
 }
 
+# external-snapshotter points its client module at ./client, a module of its own that the main
+# module's zip does not contain; the client of the same release is published as
+# github.com/kubernetes-csi/external-snapshotter/client/vN at the same version, so require that.
+edit_external_snapshotter() {
+	local client="github.com/kubernetes-csi/external-snapshotter/client/${EXTERNAL_SNAPSHOTTER_VERSION%%.*}"
+	[[ -n $(replaces_of "$1/go.mod" '^[.]/client$') ]] ||
+		die "external-snapshotter@$EXTERNAL_SNAPSHOTTER_VERSION has no ./client replace; recipe is out of date"
+	gocmd mod edit "-dropreplace=$client" "-require=$client@$EXTERNAL_SNAPSHOTTER_VERSION" "$1/go.mod"
+}
+
 # Without these the binaries report v0.0.0, and clients that check the server version (helm's
 # kubeVersion constraints) refuse it.
 kube_ldflags() {
@@ -268,6 +284,14 @@ build() {
 		go_install "$name" "github.com/containerd/containerd/${version%%.*}/cmd/$name@$version" \
 			"-s -w -X github.com/containerd/containerd/${version%%.*}/version.Version=$version" \
 			no_btrfs,no_devmapper,no_zfs
+		;;
+	csi-snapshotter | snapshot-controller)
+		# One prepared tree builds both; each reports the release's version (`--version`).
+		prepare "github.com/kubernetes-csi/external-snapshotter/${version%%.*}" "$version" external-snapshotter \
+			edit_external_snapshotter
+		step_begin "building $name $version"
+		(cd "$SRC/external-snapshotter-$version" &&
+			gocmd build -trimpath -ldflags "-s -w -X main.version=$version" -o "$WORK/$name" "./cmd/$name")
 		;;
 	esac
 	install_bin "$name"

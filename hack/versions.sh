@@ -13,3 +13,6 @@ CSI_TEST_VERSION=${CSI_TEST_VERSION:-v5.6.0}
 GOLANGCI_LINT_VERSION=${GOLANGCI_LINT_VERSION:-v2.15.0}
 # containerd 2 and ctr (hack/tools.sh containerd2): what bench/cold compares our pull with.
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
+# csi-snapshotter and snapshot-controller (hack/tools.sh snapshotter): CSI snapshots on a cluster,
+# with distributed snapshotting (csi-snapshotter --node-deployment in the node DaemonSet).
+EXTERNAL_SNAPSHOTTER_VERSION=${EXTERNAL_SNAPSHOTTER_VERSION:-v8.7.0}

@@ -10,6 +10,7 @@ import (
 	csicontroller "github.com/layerset/layerset-csi/pkg/csi/controller"
 	csinode "github.com/layerset/layerset-csi/pkg/csi/node"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -22,6 +23,8 @@ import (
 	"github.com/layerset/layerset-csi/pkg/compose"
 	"github.com/layerset/layerset-csi/pkg/csi/names"
 	"github.com/layerset/layerset-csi/pkg/csi/server"
+	"github.com/layerset/layerset-csi/pkg/csi/snapshot"
+	"github.com/layerset/layerset-csi/pkg/layers"
 	"github.com/layerset/layerset-csi/pkg/nodeagent"
 	"github.com/layerset/layerset-csi/pkg/registration"
 )
@@ -40,6 +43,7 @@ type nodeFlags struct {
 	registrationDir string
 	kubeletEndpoint string
 	controller      bool
+	snapshots       bool
 	cacheMaxBytes   string
 }
 
@@ -72,6 +76,9 @@ func newNodeCommand() *cobra.Command {
 	fs.StringVar(&f.kubeletEndpoint, "kubelet-registration-path", "", "the CSI socket's path as kubelet sees it (default: the --endpoint path)")
 	fs.BoolVar(&f.controller, "controller", false, "also serve the CSI controller service on the same endpoint (a monolith plugin, as Nomad runs; "+
 		"persistent uppers of volumes it deletes are swept on this node)")
+	fs.BoolVar(&f.snapshots, "snapshots", false, "also serve CSI snapshots of this node's volumes on the same endpoint: a Controller service of "+
+		"CreateSnapshot, DeleteSnapshot and ListSnapshots only, for a csi-snapshotter sidecar run with --node-deployment "+
+		"(with --controller, one Controller service of both)")
 	return cmd
 }
 
@@ -154,20 +161,42 @@ func runNode(ctx context.Context, f nodeFlags) error {
 	if err != nil {
 		return err
 	}
-	services := []any{node}
-	var sweep func(context.Context, string) (bool, error)
+	var (
+		nodeService snapshot.NodeService = node
+		controller  csi.ControllerServer
+		sweep       func(context.Context, string) (bool, error)
+	)
 	if f.controller {
 		cs, err := csicontroller.New(ctx, csicontroller.Config{DriverName: f.driverName, StateDir: f.stateDir, Catalog: cat})
 		if err != nil {
 			return err
 		}
-		services, sweep = append(services, cs), cs.VolumeExists
+		controller, sweep = cs, cs.VolumeExists
+	}
+	if f.snapshots {
+		snaps, err := newSnapshots(ctx, f, store, cat, mgr)
+		if err != nil {
+			return err
+		}
+		// A volume's commit and its mounts exclude each other; with the
+		// controller, one Controller service serves both.
+		nodeService = snaps.GuardNode(node)
+		if controller != nil {
+			controller = snaps.WithController(controller)
+		} else {
+			controller = snaps
+		}
+	}
+	services := []any{nodeService}
+	if controller != nil {
+		services = append(services, controller)
 	}
 	lis, err := server.Listen(f.endpoint)
 	if err != nil {
 		return err
 	}
-	log.Info("Serving CSI node", "endpoint", socket, "nodeID", f.nodeID, "root", f.store.root, "layerSets", f.layerSets, "version", version.Get())
+	log.Info("Serving CSI node", "endpoint", socket, "nodeID", f.nodeID, "root", f.store.root, "layerSets", f.layerSets,
+		"controller", f.controller, "snapshots", f.snapshots, "version", version.Get())
 
 	g, ctx := errgroup.WithContext(ctx)
 	if mgr != nil {
@@ -197,6 +226,26 @@ func runNode(ctx context.Context, f nodeFlags) error {
 		g.Go(func() error { return registration.Serve(ctx, f.registrationDir, f.driverName, kubeletPath, nil) })
 	}
 	return g.Wait()
+}
+
+// newSnapshots is the snapshot service of `node --snapshots`. Volumes this
+// node never composed are looked up in the monolith's own controller
+// records, or in cluster mode among the PersistentVolumes; in standalone
+// mode without the controller such a volume is unknown.
+func newSnapshots(ctx context.Context, f nodeFlags, store *layers.Store, cat catalog.Catalog, mgr ctrl.Manager) (*snapshot.Server, error) {
+	var lookup snapshot.Lookup
+	switch {
+	case f.controller:
+		var err error
+		if lookup, err = snapshot.ControllerRecords(f.stateDir); err != nil {
+			return nil, err
+		}
+	case mgr != nil:
+		lookup = snapshot.PersistentVolumes(mgr.GetAPIReader(), f.driverName)
+	}
+	return snapshot.New(ctx, snapshot.Config{
+		NodeID: f.nodeID, StateDir: f.stateDir, Store: store, Catalog: cat, Source: f.store.sourceOptions(), Lookup: lookup,
+	})
 }
 
 // sweepInterval is how often a monolith plugin removes the uppers of

@@ -18,12 +18,23 @@ type Checker interface {
 	Check(ctx context.Context) error
 }
 
+// CapabilityProvider is implemented by a service whose presence adds
+// plugin capabilities of its own (the node's snapshot service adds
+// SNAPSHOT_ACCESSIBILITY_CONSTRAINTS). A Checker among Options.Checks
+// that is also a CapabilityProvider has its capabilities reported after
+// the others: server.Serve gives Identity each of its services that is a
+// Checker.
+type CapabilityProvider interface {
+	PluginCapabilities() []*csi.PluginCapability
+}
+
 // Options say what the Identity service reports.
 type Options struct {
 	Name, Version string
 	// Controller is whether the process serves the Controller service.
 	Controller bool
-	// Checks are asked, in order, by Probe.
+	// Checks are asked, in order, by Probe; those that are also
+	// CapabilityProviders add their plugin capabilities.
 	Checks []Checker
 }
 
@@ -43,7 +54,8 @@ func (s *Server) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi
 }
 
 // GetPluginCapabilities lists the services served besides Identity and
-// Node, and, with the controller, online volume expansion.
+// Node, with the controller online volume expansion, and what the
+// services that provide capabilities add.
 func (s *Server) GetPluginCapabilities(context.Context, *csi.GetPluginCapabilitiesRequest) (*csi.GetPluginCapabilitiesResponse, error) {
 	service := func(t csi.PluginCapability_Service_Type) *csi.PluginCapability {
 		return &csi.PluginCapability{Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{Type: t}}}
@@ -60,6 +72,11 @@ func (s *Server) GetPluginCapabilities(context.Context, *csi.GetPluginCapabiliti
 			&csi.PluginCapability{Type: &csi.PluginCapability_VolumeExpansion_{VolumeExpansion: &csi.PluginCapability_VolumeExpansion{
 				Type: csi.PluginCapability_VolumeExpansion_ONLINE,
 			}}})
+	}
+	for _, c := range s.opts.Checks {
+		if p, ok := c.(CapabilityProvider); ok {
+			caps = append(caps, p.PluginCapabilities()...)
+		}
 	}
 	return &csi.GetPluginCapabilitiesResponse{Capabilities: caps}, nil
 }

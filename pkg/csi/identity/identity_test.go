@@ -32,6 +32,11 @@ func TestGetPluginCapabilities(t *testing.T) {
 		{name: "node only", opts: Options{}, want: []string{"service VOLUME_ACCESSIBILITY_CONSTRAINTS"}},
 		{name: "with the controller", opts: Options{Controller: true},
 			want: []string{"service VOLUME_ACCESSIBILITY_CONSTRAINTS", "service CONTROLLER_SERVICE", "expansion ONLINE"}},
+		// The node's snapshot service: a controller service that says
+		// where its snapshots are usable.
+		{name: "with a service providing capabilities", opts: Options{Controller: true, Checks: []Checker{providing{}}},
+			want: []string{"service VOLUME_ACCESSIBILITY_CONSTRAINTS", "service CONTROLLER_SERVICE", "expansion ONLINE",
+				"service SNAPSHOT_ACCESSIBILITY_CONSTRAINTS"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,6 +53,16 @@ func TestGetPluginCapabilities(t *testing.T) {
 			}
 		})
 	}
+}
+
+// providing is a service that adds a plugin capability.
+type providing struct{}
+
+func (providing) Check(context.Context) error { return nil }
+
+func (providing) PluginCapabilities() []*csi.PluginCapability {
+	return []*csi.PluginCapability{{Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{
+		Type: csi.PluginCapability_Service_SNAPSHOT_ACCESSIBILITY_CONSTRAINTS}}}}
 }
 
 type checkFunc func(context.Context) error
