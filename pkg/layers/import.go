@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -47,6 +49,10 @@ func (s *Store) Import(ctx context.Context, layers []source.Layer) error {
 			missing = append(missing, l)
 		}
 	}
+	// Largest first: the pull takes as long as its largest layer at least,
+	// so that one must not wait for a slot behind small ones; the small
+	// ones fill the other slots around it.
+	slices.SortStableFunc(missing, func(a, b source.Layer) int { return cmp.Compare(b.Size, a.Size) })
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.opts.Parallel)
 	for _, l := range missing {
