@@ -24,7 +24,6 @@ import (
 	"github.com/layerset/layerset-csi/pkg/csi/names"
 	"github.com/layerset/layerset-csi/pkg/csi/server"
 	"github.com/layerset/layerset-csi/pkg/csi/snapshot"
-	"github.com/layerset/layerset-csi/pkg/layers"
 	"github.com/layerset/layerset-csi/pkg/nodeagent"
 	"github.com/layerset/layerset-csi/pkg/registration"
 )
@@ -165,16 +164,25 @@ func runNode(ctx context.Context, f nodeFlags) error {
 		nodeService snapshot.NodeService = node
 		controller  csi.ControllerServer
 		sweep       func(context.Context, string) (bool, error)
+		// lookup tells the snapshot service of volumes this node never
+		// composed: the monolith's own controller knows them, in cluster
+		// mode their PersistentVolumes do; standalone, they are unknown.
+		lookup snapshot.Lookup
 	)
 	if f.controller {
 		cs, err := csicontroller.New(ctx, csicontroller.Config{DriverName: f.driverName, StateDir: f.stateDir, Catalog: cat})
 		if err != nil {
 			return err
 		}
-		controller, sweep = cs, cs.VolumeExists
+		controller, sweep, lookup = cs, cs.VolumeExists, controllerLookup(cs)
 	}
 	if f.snapshots {
-		snaps, err := newSnapshots(ctx, f, store, cat, mgr)
+		if lookup == nil && mgr != nil {
+			lookup = snapshot.PersistentVolumes(mgr.GetAPIReader(), f.driverName)
+		}
+		snaps, err := snapshot.New(ctx, snapshot.Config{
+			NodeID: f.nodeID, StateDir: f.stateDir, Store: store, Catalog: cat, Source: f.store.sourceOptions(), Lookup: lookup,
+		})
 		if err != nil {
 			return err
 		}
@@ -228,24 +236,16 @@ func runNode(ctx context.Context, f nodeFlags) error {
 	return g.Wait()
 }
 
-// newSnapshots is the snapshot service of `node --snapshots`. Volumes this
-// node never composed are looked up in the monolith's own controller
-// records, or in cluster mode among the PersistentVolumes; in standalone
-// mode without the controller such a volume is unknown.
-func newSnapshots(ctx context.Context, f nodeFlags, store *layers.Store, cat catalog.Catalog, mgr ctrl.Manager) (*snapshot.Server, error) {
-	var lookup snapshot.Lookup
-	switch {
-	case f.controller:
-		var err error
-		if lookup, err = snapshot.ControllerRecords(f.stateDir); err != nil {
-			return nil, err
+// controllerLookup tells the snapshot service what the monolith's
+// controller created.
+func controllerLookup(cs *csicontroller.Server) snapshot.Lookup {
+	return func(ctx context.Context, id string) (snapshot.VolumeInfo, error) {
+		v, err := cs.Volume(ctx, id)
+		if v == nil || err != nil {
+			return snapshot.VolumeInfo{}, err
 		}
-	case mgr != nil:
-		lookup = snapshot.PersistentVolumes(mgr.GetAPIReader(), f.driverName)
+		return snapshot.VolumeInfo{Exists: true, LayerSet: v.LayerSet, ReadOnly: !v.Writable}, nil
 	}
-	return snapshot.New(ctx, snapshot.Config{
-		NodeID: f.nodeID, StateDir: f.stateDir, Store: store, Catalog: cat, Source: f.store.sourceOptions(), Lookup: lookup,
-	})
 }
 
 // sweepInterval is how often a monolith plugin removes the uppers of

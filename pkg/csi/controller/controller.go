@@ -96,6 +96,27 @@ func (c *Server) VolumeExists(_ context.Context, id string) (bool, error) {
 	return v != nil, err
 }
 
+// CreatedVolume is what the controller recorded of a volume it created
+// that another service on the same plugin may need.
+type CreatedVolume struct {
+	LayerSet string
+	Writable bool // asked for with a writable access mode
+}
+
+// Volume returns what the controller recorded of volume id, nil when it
+// did not create it or has deleted it: the monolith plugin's snapshot
+// service asks it about volumes its node never composed.
+func (c *Server) Volume(_ context.Context, id string) (*CreatedVolume, error) {
+	if !isControllerVolumeID(id) {
+		return nil, nil
+	}
+	v, err := c.volumes.Load(id)
+	if v == nil || err != nil {
+		return nil, err
+	}
+	return &CreatedVolume{LayerSet: v.Params.LayerSet, Writable: v.Writable}, nil
+}
+
 // ControllerGetCapabilities lists what the controller service does.
 func (c *Server) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
 	var caps []*csi.ControllerServiceCapability

@@ -20,6 +20,7 @@ import (
 	"github.com/layerset/layerset-csi/internal/testimage"
 	"github.com/layerset/layerset-csi/pkg/catalog"
 	"github.com/layerset/layerset-csi/pkg/csi/names"
+	"github.com/layerset/layerset-csi/pkg/csi/rpc"
 	"github.com/layerset/layerset-csi/pkg/csi/server"
 	"github.com/layerset/layerset-csi/pkg/health"
 	"github.com/layerset/layerset-csi/pkg/source"
@@ -249,6 +250,11 @@ func TestControllerCreateVolume(t *testing.T) {
 			}
 			if ok, err := c.VolumeExists(t.Context(), tt.id); !ok || err != nil {
 				t.Errorf("VolumeExists(%s) = %t, %v after creation", tt.id, ok, err)
+			}
+			writable := slices.ContainsFunc(tt.req.GetVolumeCapabilities(), func(c *csi.VolumeCapability) bool { return !rpc.ReadOnlyMode(c) })
+			v, err := c.Volume(t.Context(), tt.id)
+			if err != nil || v == nil || v.LayerSet != tt.context[names.ContextLayerSet] || v.Writable != writable {
+				t.Errorf("Volume(%s) = %+v, %v after creation", tt.id, v, err)
 			}
 		})
 	}
