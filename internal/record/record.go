@@ -27,14 +27,22 @@ type Options[T any] struct {
 	// writes; a directory shared with another process needs an age past
 	// which no save of theirs can still be running.
 	StaleTemp time.Duration
+	// Spares bounds how many files of replaced and removed records are
+	// kept, hidden, for later saves to write over (see spare.go): where
+	// records churn, a save then creates no file. Zero keeps none.
+	Spares int
 }
 
 // Store holds the records of type T. A record is a JSON object whose "id"
 // field is the volume id it is stored under.
 type Store[T any] struct {
-	dir  string
-	opts Options[T]
+	dir    string
+	opts   Options[T]
+	spares spares
 }
+
+// recordPerm is the mode of record files.
+const recordPerm = 0o600
 
 // Open creates dir if needed and removes the temporary files of saves a
 // crash interrupted.
@@ -56,7 +64,7 @@ func Open[T any](dir string, opts Options[T]) (*Store[T], error) {
 			return nil, fmt.Errorf("remove leftover %s: %w", t, err)
 		}
 	}
-	return &Store[T]{dir: dir, opts: opts}, nil
+	return &Store[T]{dir: dir, opts: opts, spares: spares{max: opts.Spares}}, nil
 }
 
 // Dir is the directory the records live in.
@@ -115,7 +123,7 @@ func (s *Store[T]) Save(id string, r *T, durability atomicfile.Durability) error
 		return err
 	}
 	path := s.Path(id)
-	if err := atomicfile.WriteFiles(map[string][]byte{path: b}, 0o600, durability); err != nil {
+	if err := s.write(path, b, durability); err != nil {
 		return fmt.Errorf("save volume record %s: %w", path, err)
 	}
 	if durability == atomicfile.Durable {
@@ -126,12 +134,21 @@ func (s *Store[T]) Save(id string, r *T, durability atomicfile.Durability) error
 	return nil
 }
 
+func (s *Store[T]) write(path string, b []byte, durability atomicfile.Durability) error {
+	if s.opts.Spares > 0 {
+		return s.saveThroughSpare(path, b, durability)
+	}
+	return atomicfile.WriteFiles(map[string][]byte{path: b}, recordPerm, durability)
+}
+
 // Remove deletes the record of volume id; a missing record is not an
 // error. A Durable removal is synced, so the record does not come back
 // after a power loss.
 func (s *Store[T]) Remove(id string, durability atomicfile.Durability) error {
-	if err := os.Remove(s.Path(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove volume record: %w", err)
+	if !s.removeToSpare(s.Path(id)) {
+		if err := removeIfThere(s.Path(id)); err != nil {
+			return fmt.Errorf("remove volume record: %w", err)
+		}
 	}
 	if durability == atomicfile.Volatile {
 		return nil

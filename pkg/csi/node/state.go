@@ -98,9 +98,15 @@ func (r *volumeRecord) dropTarget(path string) {
 type records struct{ *record.Store[volumeRecord] }
 
 func openRecords(dir string) (records, error) {
-	s, err := record.Open(dir, record.Options[volumeRecord]{Check: checkRecord})
+	s, err := record.Open(dir, record.Options[volumeRecord]{Check: checkRecord, Spares: recordSpares})
 	return records{s}, err
 }
+
+// recordSpares is how many removed records' files the node keeps to write
+// new ones over: every pod start saves two records and every pod stop
+// removes one, and a file created for each would cost an inode
+// allocation, slow on ext4 where they churn (see record.Options.Spares).
+const recordSpares = 32
 
 func checkRecord(r *volumeRecord) error {
 	if r.Kind != kindEphemeral && r.Kind != kindPersistent {
