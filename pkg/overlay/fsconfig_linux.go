@@ -11,7 +11,7 @@ import (
 // mountFSConfig mounts c at target through fsopen/fsconfig/fsmount/
 // move_mount. Each layer is its own fsconfig call, so unlike mount(2) there
 // is no page of option data to fit into. Whether the kernel can do this is
-// Resolve's to find out, once.
+// Resolve's to find out, once. c is valid (mount checked it).
 func mountFSConfig(c Config, t *mountTarget) error {
 	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err != nil {
@@ -19,7 +19,7 @@ func mountFSConfig(c Config, t *mountTarget) error {
 	}
 	defer unix.Close(fd)
 
-	params, err := fsconfigParams(c)
+	params, err := validFSConfigParams(c)
 	if err != nil {
 		return err
 	}

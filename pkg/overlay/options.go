@@ -202,6 +202,12 @@ func fsconfigParams(c Config) ([]fsParam, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	return validFSConfigParams(c)
+}
+
+// validFSConfigParams is fsconfigParams of a Config already validated: a
+// long chain's paths are checked once per mount, not once per step.
+func validFSConfigParams(c Config) ([]fsParam, error) {
 	params := make([]fsParam, 0, len(c.Lowers)+5)
 	// The source only names the mount in mountinfo; match what mount(2) shows.
 	params = append(params, fsParam{"source", "overlay"})

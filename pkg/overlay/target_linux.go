@@ -66,24 +66,51 @@ func CheckTarget(path string) error {
 // mode 0750, following no symlink on the way: a mount target made by
 // os.MkdirAll could be made wherever a link in its path points.
 func MakeTarget(path string) error {
-	err := CheckTarget(path)
-	if err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
+	_, err := PrepareTarget(path)
+	return err
+}
+
+// TargetState says what PrepareTarget found.
+type TargetState int
+
+const (
+	// TargetFound is a directory that was there already, which may have a
+	// mount on it.
+	TargetFound TargetState = iota
+	// TargetMade is a directory PrepareTarget made: nothing is mounted on
+	// it.
+	TargetMade
+)
+
+// PrepareTarget is MakeTarget, and says whether it made the directory, so
+// that a caller need not ask whether something is mounted on a directory
+// it just made.
+//
+// A target is usually new and its parent there, as kubelet makes it: then
+// the directory is made under the parent's descriptor and needs no check
+// of its own, since what mkdirat(2) just made is a directory, not a link.
+func PrepareTarget(path string) (TargetState, error) {
 	parent := filepath.Dir(path)
 	if parent == path {
-		return err
-	}
-	if err := MakeTarget(parent); err != nil {
-		return err
+		return TargetFound, CheckTarget(path)
 	}
 	p, err := openTarget(parent)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := MakeTarget(parent); err != nil {
+			return TargetFound, err
+		}
+		p, err = openTarget(parent)
+	}
 	if err != nil {
-		return err
+		return TargetFound, err
 	}
 	defer p.close()
-	if err := unix.Mkdirat(p.fd, filepath.Base(path), 0o750); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("create mount target %s: %w", path, err)
+	err = unix.Mkdirat(p.fd, filepath.Base(path), 0o750)
+	switch {
+	case err == nil:
+		return TargetMade, nil
+	case errors.Is(err, unix.EEXIST):
+		return TargetFound, CheckTarget(path) // it may be a file, or a link
 	}
-	return CheckTarget(path)
+	return TargetFound, fmt.Errorf("create mount target %s: %w", path, err)
 }

@@ -21,13 +21,16 @@ import (
 
 // bindMount mounts src at target, creating target.
 func bindMount(src, target string, flags overlay.Flags) error {
-	if err := overlay.MakeTarget(target); err != nil {
+	state, err := overlay.PrepareTarget(target)
+	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "target_path: %v", err)
 	}
-	if mounted, err := isMounted(target); err != nil {
-		return err
-	} else if mounted {
-		return status.Errorf(codes.FailedPrecondition, "target_path %s already has a mount this plugin did not make", target)
+	if state == overlay.TargetFound {
+		if mounted, err := isMounted(target); err != nil {
+			return err
+		} else if mounted {
+			return status.Errorf(codes.FailedPrecondition, "target_path %s already has a mount this plugin did not make", target)
+		}
 	}
 	return overlay.Bind(src, target, overlay.BindOptions{Flags: flags})
 }
@@ -93,8 +96,11 @@ func (n *Server) checkTarget(field, path string) error {
 	if err := n.checkPath(field, path); err != nil {
 		return err
 	}
-	if err := overlay.CheckTarget(path); errors.Is(err, overlay.ErrSymlinkInTarget) {
+	switch err := overlay.CheckTarget(path); {
+	case errors.Is(err, overlay.ErrSymlinkInTarget):
 		return status.Errorf(codes.InvalidArgument, "%s: %v", field, err)
+	case errors.Is(err, os.ErrNotExist):
+		return nil // nothing there yet: neither files nor a mount
 	}
 	mounted, err := isMounted(path)
 	if err != nil || mounted {
