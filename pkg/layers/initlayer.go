@@ -3,6 +3,7 @@ package layers
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -72,18 +73,25 @@ func writeInitFiles(dir string, files []InitFile, had []string) (err error) {
 			return err
 		}
 	}
+	shape := initTreeShape(files)
+	// existing holds the directories of an earlier tree that needs no
+	// pruning: they are there still.
+	var existing map[string]bool
+	if had != nil && fitsShape(had, shape) {
+		existing = initTreeShape(pathsOnly(had))
+		if overwriteInPlace(dir, files, existing) {
+			return nil
+		}
+	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, root.Close()) }()
-	// existing holds the directories of an earlier tree that needs no
-	// pruning: they are there still.
-	var existing map[string]bool
-	if shape := initTreeShape(files); had != nil && fitsShape(had, shape) {
-		existing = initTreeShape(pathsOnly(had))
-	} else if err := pruneInitTree(root, ".", shape); err != nil {
-		return err
+	if existing == nil {
+		if err := pruneInitTree(root, ".", shape); err != nil {
+			return err
+		}
 	}
 	for _, f := range files {
 		if parent := filepath.Dir(f.Path); parent != "." && !existing[parent] {
@@ -100,6 +108,75 @@ func writeInitFiles(dir string, files []InitFile, had []string) (err error) {
 		}
 	}
 	return nil
+}
+
+// overwriteInPlace writes files over an earlier tree that has every
+// directory they need (existing), as a spare's usually has, and reports
+// whether it did. It opens each file beneath dir with openat2(2), which,
+// as os.Root, lets no path leave dir, and refuses any symlink on the way
+// (the store never writes one there); unlike an os.File, a raw descriptor
+// costs no poller registration. Anything else (an older kernel, a tree
+// not as expected) leaves the work to the os.Root path, which makes
+// whatever this wrote right.
+func overwriteInPlace(dir string, files []InitFile, existing map[string]bool) bool {
+	for _, f := range files {
+		if parent := path.Dir(f.Path); parent != "." && !existing[parent] {
+			return false
+		}
+	}
+	dirfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(dirfd)
+	for _, f := range files {
+		mode := f.Mode
+		if mode == 0 {
+			mode = 0o644
+		}
+		if overwriteBeneath(dirfd, f.Path, f.Data, mode) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// overwriteBeneath is overwriteInRoot for the file name beneath dirfd.
+func overwriteBeneath(dirfd int, name string, data []byte, mode os.FileMode) error {
+	fd, err := unix.Openat2(dirfd, name, &unix.OpenHow{
+		Flags:   unix.O_RDWR | unix.O_CREAT | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Mode:    uint64(mode.Perm()),
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+	})
+	if err != nil {
+		return err
+	}
+	same, err := holds(fd, data)
+	for off := 0; err == nil && !same && off < len(data); {
+		var n int
+		if n, err = unix.Pwrite(fd, data[off:], int64(off)); err == nil && n == 0 {
+			err = io.ErrShortWrite
+		}
+		off += n
+	}
+	var st unix.Stat_t
+	if err == nil {
+		err = unix.Fstat(fd, &st)
+	}
+	switch {
+	case err != nil:
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		err = fmt.Errorf("%s is not a regular file", name)
+	case !same && st.Size > int64(len(data)):
+		err = unix.Ftruncate(fd, int64(len(data)))
+	}
+	if err == nil && os.FileMode(st.Mode).Perm() != mode.Perm() {
+		err = unix.Fchmod(fd, uint32(mode.Perm()))
+	}
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func pathsOnly(paths []string) []InitFile {

@@ -41,14 +41,25 @@ type Layer struct {
 // layerDirName is the directory of a layer: the hex of its uncompressed
 // digest, so every chain with the same content finds the same directory.
 func layerDirName(diffID v1.Hash) (string, error) {
-	if diffID.Algorithm != "sha256" || len(diffID.Hex) != 64 || strings.Trim(diffID.Hex, "0123456789abcdef") != "" {
+	if diffID.Algorithm != "sha256" || !isLayerDirName(diffID.Hex) {
 		return "", fmt.Errorf("%w: layer digest %q is not a sha256 digest", ErrInvalid, diffID)
 	}
 	return diffID.Hex, nil
 }
 
+// isLayerDirName reports whether name is 64 lowercase hex digits. A loop,
+// not strings.Trim with a cutset, which builds its set at every call: a
+// warm mount checks every layer of its chain twice.
 func isLayerDirName(name string) bool {
-	return len(name) == 64 && strings.Trim(name, "0123456789abcdef") == ""
+	if len(name) != 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // HasLayer reports whether the layer with this uncompressed digest is stored.
@@ -72,6 +83,18 @@ func (s *Store) knownLayer(diffID v1.Hash) bool {
 		}
 	}
 	return s.HasLayer(diffID)
+}
+
+// HasLayers reports whether every layer, by uncompressed digest, is
+// stored, from memory for the layers used before (see knownLayer): then a
+// caller has nothing to Import.
+func (s *Store) HasLayers(diffIDs []v1.Hash) bool {
+	for _, d := range diffIDs {
+		if !s.knownLayer(d) {
+			return false
+		}
+	}
+	return true
 }
 
 // forgetRemovedLayers drops the remembered short ids of those layers that

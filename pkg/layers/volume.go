@@ -13,6 +13,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
 	"github.com/layerset/layerset-csi/internal/atomicfile"
@@ -136,16 +137,19 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 			return nil, fmt.Errorf("%w: volume %q is already mounted at %s, not %s", ErrInvalid, spec.ID, vol.Target, target)
 		}
 	}
-	if err := overlay.MakeTarget(target); err != nil {
+	state, err := overlay.PrepareTarget(target)
+	if err != nil {
 		return nil, fmt.Errorf("%w: volume %q: %w", ErrInvalid, spec.ID, err)
 	}
 	// A target with a mount on it that is not this volume's (checked
 	// above) is someone else's: mounting over it would hide it, and the
-	// unmount would take the wrong one.
-	if mounted, err := overlay.IsMounted(target); err != nil {
-		return nil, err
-	} else if mounted {
-		return nil, fmt.Errorf("%w: volume %q: %s already has a mount this store did not make", ErrTargetBusy, spec.ID, target)
+	// unmount would take the wrong one. One just made has none.
+	if state == overlay.TargetFound {
+		if mounted, err := overlay.IsMounted(target); err != nil {
+			return nil, err
+		} else if mounted {
+			return nil, fmt.Errorf("%w: volume %q: %s already has a mount this store did not make", ErrTargetBusy, spec.ID, target)
+		}
 	}
 
 	chain, err := s.chainLinks(spec.Layers)
@@ -154,7 +158,7 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 	}
 	vol.Layers = make([]string, len(spec.Layers))
 	for i, l := range spec.Layers {
-		vol.Layers[i] = l.String()
+		vol.Layers[i] = l.Algorithm + ":" + l.Hex // l.String(), without its Sprintf
 	}
 	vol.ReadOnly, vol.Target, vol.Flags = spec.ReadOnly, target, spec.Flags
 	vol.InitFiles = make([]string, len(spec.Init))
@@ -177,11 +181,11 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compose volume %q: %w", spec.ID, err)
 	}
-	cfg, err := s.mountConfig(name, vol.Limit, lowers, spec.ReadOnly)
-	cfg.Flags = spec.Flags
+	cfg, err := s.mountConfig(name, vol.Limit, s.mountLowers(name, spec.Layers, lowers), spec.ReadOnly)
 	if err != nil {
 		return nil, err
 	}
+	cfg.Flags = spec.Flags
 	if err := overlay.Mount(ctx, cfg, target, s.opts.MountMode); err != nil {
 		if s.forgetRemovedLayers(spec.Layers) {
 			// Another process collected a layer this one remembered;
@@ -196,14 +200,15 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 
 // mountConfig builds the overlay configuration. A read-only mount of a
 // volume whose upper holds data shows that data as its top lower, so making
-// a written volume read-only hides nothing.
+// a written volume read-only hides nothing. overlay.Mount validates it,
+// before any syscall.
 func (s *Store) mountConfig(name string, lim *quota.Limit, lowers []string, readOnly bool) (overlay.Config, error) {
 	cfg := overlay.Config{Dir: s.dir, Lowers: lowers}
 	upper := filepath.Join(quota.Dir(name, lim), diffName)
 	if !readOnly {
 		cfg.Upper = upper
 		cfg.Work = filepath.Join(quota.Dir(name, lim), workName)
-		return cfg, cfg.Validate()
+		return cfg, nil
 	}
 	empty, err := isEmptyDir(s.path(upper))
 	if err != nil {
@@ -212,11 +217,29 @@ func (s *Store) mountConfig(name string, lim *quota.Limit, lowers []string, read
 	if !empty {
 		cfg.Lowers = append([]string{upper}, lowers...)
 	}
-	return cfg, cfg.Validate()
+	return cfg, nil
+}
+
+// mountLowers are the lowers handed to overlayfs for a volume whose lower
+// file lists lowers. fsconfig takes one path per call, with no page to
+// fit them in, so there the init layer and the chain are named by their
+// directories: the kernel then resolves no l/ link per layer, a tenth of
+// the time of mounting a long chain. mount(2), whose data must fit in a
+// page, gets the short links the lower file lists.
+func (s *Store) mountLowers(name string, layers []v1.Hash, lowers []string) []string {
+	if s.opts.MountMode != overlay.ModeFSConfig {
+		return lowers
+	}
+	out := make([]string, 0, len(layers)+1)
+	out = append(out, name+initSuffix+"/"+diffName)
+	for i := len(layers) - 1; i >= 0; i-- { // uppermost first
+		out = append(out, layers[i].Hex+"/"+diffName) // layerDirName checked it in chainLinks
+	}
+	return out
 }
 
 // chainLinks maps a bottom-first chain to l/ paths, uppermost first, as the
-// lower file and overlayfs list them.
+// lower file and mount(2) list them.
 func (s *Store) chainLinks(layers []v1.Hash) ([]string, error) {
 	out := make([]string, len(layers))
 	for i, l := range layers {
@@ -231,7 +254,7 @@ func (s *Store) chainLinks(layers []v1.Hash) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		out[len(layers)-1-i] = filepath.Join(linkDir, id)
+		out[len(layers)-1-i] = linkDir + "/" + id // validLinkID: no Join needed
 	}
 	return out, nil
 }
@@ -296,13 +319,28 @@ func (s *Store) createVolume(ctx context.Context, name string, vol *Volume, chai
 	if err = writeStagedFiles(files, 0o644, durable); err != nil {
 		return nil, err
 	}
-	if err = os.Rename(sk.init, s.path(name+initSuffix)); err != nil {
+	if err = renameNoReplace(sk.init, s.path(name+initSuffix)); err != nil {
 		return nil, err
 	}
-	if err = os.Rename(sk.vol, s.path(name)); err != nil {
+	if err = renameNoReplace(sk.vol, s.path(name)); err != nil {
 		return nil, errors.Join(err, s.removeAll(context.Background(), s.path(name+initSuffix)))
 	}
 	return lowers, nil
+}
+
+// renameNoReplace moves a directory to a name nothing has: with
+// RENAME_NOREPLACE the kernel refuses an existing one in the same call, as
+// os.Rename refuses an existing directory only after an lstat(2) of its
+// own, and would replace an existing empty one the lstat missed.
+func renameNoReplace(from, to string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) { // a filesystem without it
+		return os.Rename(from, to)
+	}
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	return nil
 }
 
 // refreshVolume prepares an existing volume for another mount: new init

@@ -201,7 +201,7 @@ func TestMountOverVolumeNotUnmounted(t *testing.T) {
 }
 
 // A first NodeStageVolume that fails after the store made the volume's
-// directories (here: a layer's short link removed behind the store's back,
+// directories (here: a layer's content moved away behind the store's back,
 // so the mount fails) leaves neither directories nor a record (issue 11).
 func TestFailedFirstStageLeavesNothing(t *testing.T) {
 	e := newEnv(t, nil)
@@ -213,29 +213,26 @@ func TestFailedFirstStageLeavesNothing(t *testing.T) {
 	if _, err := e.client.NodeStageVolume(ctx, e.stageRequest("pv-a", staging)); err != nil {
 		t.Fatal(err)
 	}
-	links, err := filepath.Glob(filepath.Join(e.store.Dir(), "l", "*"))
+	// Gone whether the mount names the layer by its l/ link (mount(2)) or
+	// its directory (fsconfig).
+	diffs, err := filepath.Glob(filepath.Join(e.store.Dir(), strings.Repeat("[0-9a-f]", 64), "diff"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	removed := 0
-	for _, l := range links {
-		dest, err := os.Readlink(l)
-		if err == nil && !strings.Contains(dest, "vol-") {
-			if err := os.Remove(l); err != nil {
-				t.Fatal(err)
-			}
-			removed++
+	for _, d := range diffs {
+		if err := os.Rename(d, d+".gone"); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if removed == 0 {
-		t.Fatal("no layer link to remove")
+	if len(diffs) == 0 {
+		t.Fatal("no layer to move away")
 	}
 	other := filepath.Join(e.dir, "staging-b")
 	if err := os.MkdirAll(other, 0o750); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.client.NodeStageVolume(ctx, e.stageRequest("pv-b", other)); err == nil {
-		t.Fatal("stage with a layer's link gone succeeded; the test cannot make it fail")
+		t.Fatal("stage with a layer's content gone succeeded; the test cannot make it fail")
 	}
 	if vol, err := e.store.Volume("pv-b"); err == nil {
 		t.Errorf("the failed first stage left the volume's directories at %s", vol.Dir)
