@@ -32,7 +32,12 @@ type Options struct {
 }
 
 // Assembler makes volumes from the LayerSets of one catalog in one store.
-type Assembler struct{ opts Options }
+type Assembler struct {
+	opts Options
+	// templates keeps the LayerSets' init templates parsed: every volume
+	// of a LayerSet renders the same ones.
+	templates compose.Templates
+}
 
 // New returns an Assembler.
 func New(opts Options) *Assembler { return &Assembler{opts: opts} }
@@ -66,7 +71,7 @@ type Request struct {
 // The pull runs detached from ctx inside the store: when a caller's
 // deadline ends this call, the download goes on, and a retry joins it.
 func (a *Assembler) Mount(ctx context.Context, req Request) (*layers.Volume, error) {
-	ls, chain, err := a.Pull(ctx, req.LayerSet)
+	ls, _, diffIDs, err := a.pull(ctx, req.LayerSet)
 	if err != nil {
 		return nil, err
 	}
@@ -80,17 +85,13 @@ func (a *Assembler) Mount(ctx context.Context, req Request) (*layers.Volume, err
 	}
 	pod := req.Pod
 	pod.NodeName, pod.VolumeID = a.opts.NodeName, req.VolumeID
-	rendered, err := compose.RenderInit(ctx, ls.Spec.Init, pod, a.opts.Keys)
+	rendered, err := a.templates.RenderInit(ctx, ls.Spec.Init, pod, a.opts.Keys)
 	if err != nil {
 		return nil, fmt.Errorf("render the init files of LayerSet %q: %w", req.LayerSet, err)
 	}
 	init := make([]layers.InitFile, len(rendered))
 	for i, f := range rendered {
 		init[i] = layers.InitFile{Path: f.Path, Mode: f.Mode, Data: f.Data}
-	}
-	diffIDs := make([]v1.Hash, len(chain))
-	for i, l := range chain {
-		diffIDs[i] = l.DiffID
 	}
 	vol, err := a.opts.Store.Mount(ctx, layers.VolumeSpec{
 		ID:        req.VolumeID,
@@ -111,14 +112,27 @@ func (a *Assembler) Mount(ctx context.Context, req Request) (*layers.Volume, err
 // Pull resolves the LayerSet called name and imports the layers of its
 // chain the store lacks.
 func (a *Assembler) Pull(ctx context.Context, name string) (*v1alpha1.LayerSet, []compose.Layer, error) {
+	ls, chain, _, err := a.pull(ctx, name)
+	return ls, chain, err
+}
+
+// pull is Pull, and returns the chain's uncompressed digests too.
+func (a *Assembler) pull(ctx context.Context, name string) (*v1alpha1.LayerSet, []compose.Layer, []v1.Hash, error) {
 	ls, chain, err := a.opts.Catalog.Resolve(ctx, name)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	diffIDs := make([]v1.Hash, len(chain))
+	for i, l := range chain {
+		diffIDs[i] = l.DiffID
+	}
+	if a.opts.Store.HasLayers(diffIDs) {
+		return ls, chain, diffIDs, nil // warm: nothing to import, nor to follow
 	}
 	if err := a.opts.Store.Import(ctx, compose.Sources(chain)); err != nil {
-		return nil, nil, fmt.Errorf("pull the layers of LayerSet %q: %w", name, err)
+		return nil, nil, nil, fmt.Errorf("pull the layers of LayerSet %q: %w", name, err)
 	}
-	return ls, chain, nil
+	return ls, chain, diffIDs, nil
 }
 
 // mountFlags are a volume's mount attributes: nosuid and nodev, unless the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/fsnotify/fsnotify"
@@ -29,9 +30,12 @@ type Dir struct {
 
 	mu       sync.Mutex
 	sets     map[string]*v1alpha1.LayerSet // the last read that succeeded
+	gen      uint64                        // counts the reads that succeeded
 	loadErr  error                         // why the last read failed; nil if it did not
 	stale    bool                          // the folder changed since it was read
 	watching bool                          // changes are reported; otherwise every lookup reads
+
+	chains chainCache // of sets
 
 	watcher   *fsnotify.Watcher
 	stop      context.CancelFunc
@@ -75,7 +79,7 @@ func NewDir(ctx context.Context, dir string, opts source.Options) (*Dir, error) 
 		d.watcher, d.watching = w, true
 		go d.watch(ctx)
 	}
-	if sets, err := d.snapshot(); err != nil {
+	if sets, _, err := d.snapshot(); err != nil {
 		d.log.Error(err, "LayerSet folder cannot be read; lookups will fail until it is fixed")
 	} else {
 		d.log.Info("Loaded LayerSets", "count", len(sets))
@@ -97,8 +101,14 @@ func (d *Dir) Close() error {
 }
 
 // Resolve returns the LayerSet called name and its chain, bottom first.
+// A chain resolved before is used again while the folder is unchanged and
+// its images' resolutions are still reused (see chainCache).
 func (d *Dir) Resolve(ctx context.Context, name string) (*v1alpha1.LayerSet, []compose.Layer, error) {
-	sets, loadErr := d.snapshot()
+	sets, gen, loadErr := d.snapshot()
+	now := d.images.now()
+	if ls, chain, ok := d.chains.get(name, gen, now); ok {
+		return ls, chain, nil
+	}
 	ls, ok := sets[name]
 	if !ok {
 		if loadErr != nil {
@@ -107,11 +117,20 @@ func (d *Dir) Resolve(ctx context.Context, name string) (*v1alpha1.LayerSet, []c
 		}
 		return nil, nil, fmt.Errorf("%w: no LayerSet %q in %s", compose.ErrLayerSetNotFound, name, d.dir)
 	}
-	chain, err := compose.Resolve(ctx, ls, compose.MapLookup(sets), d.images.Resolve)
+	expires := now.Add(imageTTL)
+	resolve := func(ctx context.Context, ref string) (*source.Image, error) {
+		img, until, err := d.images.resolveUntil(ctx, ref)
+		if err == nil && until.Before(expires) {
+			expires = until
+		}
+		return img, err
+	}
+	chain, err := compose.Resolve(ctx, ls, compose.MapLookup(sets), resolve)
 	if err != nil {
 		return nil, nil, classify(err)
 	}
-	return ls.DeepCopy(), chain, nil
+	d.chains.put(name, cachedChain{gen: gen, ls: ls, chain: chain, expires: expires})
+	return ls.DeepCopy(), slices.Clone(chain), nil
 }
 
 // classify marks what compose.Resolve did not classify itself, the
@@ -130,12 +149,12 @@ func classify(err error) error {
 }
 
 // snapshot returns the LayerSets as the folder holds them now, reading it
-// again if it changed or is not watched.
-func (d *Dir) snapshot() (map[string]*v1alpha1.LayerSet, error) {
+// again if it changed or is not watched, and the generation of that read.
+func (d *Dir) snapshot() (map[string]*v1alpha1.LayerSet, uint64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.stale && d.watching {
-		return d.sets, d.loadErr
+		return d.sets, d.gen, d.loadErr
 	}
 	d.stale = false
 	sets, err := compose.LoadDir(d.dir)
@@ -144,13 +163,14 @@ func (d *Dir) snapshot() (map[string]*v1alpha1.LayerSet, error) {
 			d.log.Error(err, "Cannot read the LayerSet folder; keeping the LayerSets read before", "kept", len(d.sets))
 		}
 		d.loadErr = err
-		return d.sets, d.loadErr
+		return d.sets, d.gen, d.loadErr
 	}
 	if d.loadErr != nil {
 		d.log.Info("LayerSet folder reads again", "count", len(sets))
 	}
 	d.sets, d.loadErr = sets, nil
-	return d.sets, nil
+	d.gen++
+	return d.sets, d.gen, nil
 }
 
 // watch marks the folder stale on every change. When the watch breaks, it

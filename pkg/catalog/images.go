@@ -40,16 +40,23 @@ func newImageCache(opts source.Options) *imageCache {
 
 // Resolve is a compose.ImageResolver.
 func (c *imageCache) Resolve(ctx context.Context, ref string) (*source.Image, error) {
+	img, _, err := c.resolveUntil(ctx, ref)
+	return img, err
+}
+
+// resolveUntil is Resolve, and also says until when the resolution is
+// reused: what is built from it is good as long.
+func (c *imageCache) resolveUntil(ctx context.Context, ref string) (*source.Image, time.Time, error) {
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.entries[ref]
 	c.mu.Unlock()
 	if ok && now.Before(e.expires) {
-		return e.img, nil
+		return e.img, e.expires, nil
 	}
 	img, err := c.resolve(ctx, ref)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -58,6 +65,7 @@ func (c *imageCache) Resolve(ctx context.Context, ref string) (*source.Image, er
 			delete(c.entries, k)
 		}
 	}
-	c.entries[ref] = imageEntry{img: img, expires: now.Add(imageTTL)}
-	return img, nil
+	e = imageEntry{img: img, expires: now.Add(imageTTL)}
+	c.entries[ref] = e
+	return img, e.expires, nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/layerset/layerset-csi/pkg/apis/layerset/v1alpha1"
 	"github.com/layerset/layerset-csi/pkg/source"
 )
@@ -117,10 +119,11 @@ func (r *resolver) image(ctx context.Context, ref string) (*source.Image, error)
 // Sources returns the distinct layers of a chain, for importing.
 func Sources(chain []Layer) []source.Layer {
 	out := make([]source.Layer, 0, len(chain))
-	seen := map[string]bool{}
+	// By the digest itself: its String is a Sprintf, two per layer.
+	seen := make(map[v1.Hash]bool, len(chain))
 	for _, l := range chain {
-		if !seen[l.DiffID.String()] {
-			seen[l.DiffID.String()] = true
+		if !seen[l.DiffID] {
+			seen[l.DiffID] = true
 			out = append(out, l.Layer)
 		}
 	}

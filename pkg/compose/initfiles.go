@@ -60,6 +60,12 @@ type RenderedFile struct {
 // of their templates (see template.go), and ctx is honoured between files
 // and while a template runs.
 func RenderInit(ctx context.Context, init *v1alpha1.InitLayer, pod PodInfo, keys KeyReader) ([]RenderedFile, error) {
+	return renderInit(ctx, init, pod, keys, nil)
+}
+
+// renderInit is RenderInit, the templates taken from templates (nil: each
+// parsed for this call).
+func renderInit(ctx context.Context, init *v1alpha1.InitLayer, pod PodInfo, keys KeyReader, templates *Templates) ([]RenderedFile, error) {
 	if init == nil {
 		return nil, nil
 	}
@@ -73,7 +79,7 @@ func RenderInit(ctx context.Context, init *v1alpha1.InitLayer, pod PodInfo, keys
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("init.files[%d] (%s): %w", i, f.Path, err)
 		}
-		data, err := renderFile(ctx, budget, f, pod, keys, left)
+		data, err := renderFile(ctx, budget, templates, f, pod, keys, left)
 		if err != nil {
 			return nil, fmt.Errorf("init.files[%d] (%s): %w", i, f.Path, err)
 		}
@@ -129,17 +135,21 @@ func checkInit(init *v1alpha1.InitLayer) error {
 
 // renderFile produces one init file; left is what the volume's init files
 // may still add.
-func renderFile(ctx context.Context, budget *renderBudget, f v1alpha1.InitFile, pod PodInfo, keys KeyReader, left int) ([]byte, error) {
+func renderFile(ctx context.Context, budget *renderBudget, templates *Templates, f v1alpha1.InitFile, pod PodInfo, keys KeyReader, left int) ([]byte, error) {
 	switch {
 	case f.Content != nil:
 		return []byte(*f.Content), nil
 	case f.Template != nil:
-		t, err := budget.parseTemplate(f.Path, *f.Template)
+		t, release, err := templates.take(f.Path, *f.Template)
 		if err != nil {
 			return nil, err
 		}
+		defer release()
+		if err := budget.admit(t.cost); err != nil {
+			return nil, err
+		}
 		w := &limitedWriter{ctx: ctx, file: maxInitFileBytes, total: left}
-		if err := t.Execute(w, pod); err != nil {
+		if err := t.execute(budget, w, pod); err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return nil, ctxErr
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"reflect"
 	"strings"
@@ -73,9 +74,32 @@ func newRenderBudget(ctx context.Context) *renderBudget {
 }
 
 // parseTemplate parses one init template, checks that its work is bounded
-// and charges that work to b.
+// and charges that work to b; the template's functions charge b.
 func (b *renderBudget) parseTemplate(name, text string) (*template.Template, error) {
-	t, err := template.New(name).Option("missingkey=error").Funcs(b.funcs()).Parse(text)
+	p, err := parseInit(name, text)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.admit(p.cost); err != nil {
+		return nil, err
+	}
+	p.slot.b = b
+	return p.t, nil
+}
+
+// parsed is an init template, parsed and costed. Its functions charge the
+// budget in its slot, so one execution at a time may run it.
+type parsed struct {
+	t    *template.Template
+	slot *budgetSlot
+	cost cost
+}
+
+// parseInit parses one init template and computes what executing it costs at
+// most.
+func parseInit(name, text string) (*parsed, error) {
+	slot := &budgetSlot{}
+	t, err := template.New(name).Option("missingkey=error").Funcs(slot.funcs()).Parse(text)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 	}
@@ -84,17 +108,41 @@ func (b *renderBudget) parseTemplate(name, text string) (*template.Template, err
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 	}
+	return &parsed{t: t, slot: slot, cost: total}, nil
+}
+
+// clone returns a copy of p with a slot of its own, for an execution
+// beside p's. The parse trees are shared: executing never changes them.
+func (p *parsed) clone() (*parsed, error) {
+	t, err := p.t.Clone()
+	if err != nil {
+		return nil, err
+	}
+	slot := &budgetSlot{}
+	return &parsed{t: t.Funcs(slot.funcs()), slot: slot, cost: p.cost}, nil
+}
+
+// execute runs the template on pod into w, its functions charging b.
+func (p *parsed) execute(b *renderBudget, w io.Writer, pod PodInfo) error {
+	p.slot.b = b
+	defer func() { p.slot.b = nil }()
+	return p.t.Execute(w, pod)
+}
+
+// admit charges b with a template's cost, refusing one that does not fit
+// in what is left.
+func (b *renderBudget) admit(total cost) error {
 	if total.iterations > b.iterations {
-		return nil, fmt.Errorf("%w: the template's ranges iterate up to %s times, nested ones multiplied out; the init templates of one volume may iterate %d times in all, %d of them left",
+		return fmt.Errorf("%w: the template's ranges iterate up to %s times, nested ones multiplied out; the init templates of one volume may iterate %d times in all, %d of them left",
 			ErrInvalidSpec, atLeast(total.iterations), maxRangeIterations, b.iterations)
 	}
 	if total.steps > b.steps {
-		return nil, fmt.Errorf("%w: the template may execute up to %s template actions, loops and {{template}} calls multiplied out; the init templates of one volume may execute %d in all, %d of them left",
+		return fmt.Errorf("%w: the template may execute up to %s template actions, loops and {{template}} calls multiplied out; the init templates of one volume may execute %d in all, %d of them left",
 			ErrInvalidSpec, atLeast(total.steps), maxTemplateSteps, b.steps)
 	}
 	b.iterations -= total.iterations
 	b.steps -= total.steps
-	return t, nil
+	return nil
 }
 
 // atLeast prints a saturated count.
@@ -295,21 +343,26 @@ func quoteAll(s []string) []string {
 	return out
 }
 
-// funcs are the bounded replacements of the string builtins.
-func (b *renderBudget) funcs() template.FuncMap {
+// budgetSlot holds the budget a template's functions charge: the one of
+// the execution running it, set for its length.
+type budgetSlot struct{ b *renderBudget }
+
+// funcs are the bounded replacements of the string builtins, charging the
+// slot's budget.
+func (s *budgetSlot) funcs() template.FuncMap {
 	return template.FuncMap{
-		"printf":   b.printf,
-		"print":    b.print,
-		"println":  b.println,
-		"html":     b.escaper("html", template.HTMLEscaper),
-		"js":       b.escaper("js", template.JSEscaper),
-		"urlquery": b.escaper("urlquery", template.URLQueryEscaper),
-		"eq":       b.eq,
-		"ne":       b.ne,
-		"lt":       b.lt,
-		"le":       b.le,
-		"gt":       b.gt,
-		"ge":       b.ge,
+		"printf":   func(format string, args ...any) (string, error) { return s.b.printf(format, args...) },
+		"print":    func(args ...any) (string, error) { return s.b.print(args...) },
+		"println":  func(args ...any) (string, error) { return s.b.println(args...) },
+		"html":     func(args ...any) (string, error) { return s.b.escape("html", template.HTMLEscaper, args) },
+		"js":       func(args ...any) (string, error) { return s.b.escape("js", template.JSEscaper, args) },
+		"urlquery": func(args ...any) (string, error) { return s.b.escape("urlquery", template.URLQueryEscaper, args) },
+		"eq":       func(arg1 reflect.Value, arg2 ...reflect.Value) (bool, error) { return s.b.eq(arg1, arg2...) },
+		"ne":       func(arg1, arg2 reflect.Value) (bool, error) { return s.b.ne(arg1, arg2) },
+		"lt":       func(arg1, arg2 reflect.Value) (bool, error) { return s.b.lt(arg1, arg2) },
+		"le":       func(arg1, arg2 reflect.Value) (bool, error) { return s.b.le(arg1, arg2) },
+		"gt":       func(arg1, arg2 reflect.Value) (bool, error) { return s.b.gt(arg1, arg2) },
+		"ge":       func(arg1, arg2 reflect.Value) (bool, error) { return s.b.ge(arg1, arg2) },
 	}
 }
 
@@ -370,14 +423,13 @@ func (b *renderBudget) println(args ...any) (string, error) {
 // (js turns one byte into \u003C).
 const escapeFactor = 6
 
-func (b *renderBudget) escaper(name string, escape func(...any) string) func(...any) (string, error) {
-	return func(args ...any) (string, error) {
-		if err := b.reserve(name, escapeFactor*sprintBound(args)); err != nil {
-			return "", err
-		}
-		s := escape(args...)
-		return s, b.charge(name, int64(len(s)))
+// escape is one of html, js and urlquery, bounded.
+func (b *renderBudget) escape(name string, escape func(...any) string, args []any) (string, error) {
+	if err := b.reserve(name, escapeFactor*sprintBound(args)); err != nil {
+		return "", err
 	}
+	s := escape(args...)
+	return s, b.charge(name, int64(len(s)))
 }
 
 // valueBound bounds the formatted size of a template value other than a
