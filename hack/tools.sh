@@ -13,7 +13,7 @@
 #                                       kube-apiserver kubectl), k8s (the six Kubernetes binaries an e2e
 #                                       cluster runs), containerd2 (containerd ctr: the daemon and its
 #                                       client, no shim, so enough to pull and unpack images, not to run
-#                                       containers), snapshotter (csi-snapshotter snapshot-controller:
+#                                       containers; linked as .cache/bin/containerd2 and ctr2), snapshotter (csi-snapshotter snapshot-controller:
 #                                       external-snapshotter's sidecar and controller), all.
 #                                       Default: envtest helm csi-sanity.
 #   hack/tools.sh --print-dir [NAME...]
@@ -100,15 +100,25 @@ expand() {
 	done
 }
 
+# bin_name is NAME's link in .cache/bin: containerd 2's are containerd2 and ctr2, so that a PATH
+# starting with .cache/bin (make test's) still finds the host's containerd, which tests run.
+bin_name() {
+	case $1 in
+	containerd | ctr) echo "${1}2" ;;
+	*) echo "$1" ;;
+	esac
+}
+
 # link points .cache/bin/NAME at the cached version; rename makes the switch atomic for readers.
 link() {
-	local name=$1 target
+	local name=$1 target bin
 	target=../tools/$name-$(version_of "$name")/$name
-	[[ $(readlink "$BIN/$name" 2>/dev/null) == "$target" ]] && return 0
+	bin=$(bin_name "$name")
+	[[ $(readlink "$BIN/$bin" 2>/dev/null) == "$target" ]] && return 0
 	mkdir -p "$BIN"
-	ln -sfn "$target" "$BIN/.$name.$$"
-	mv -Tf "$BIN/.$name.$$" "$BIN/$name"
-	log "linked bin/$name -> tools/$name-$(version_of "$name")/$name"
+	ln -sfn "$target" "$BIN/.$bin.$$"
+	mv -Tf "$BIN/.$bin.$$" "$BIN/$bin"
+	log "linked bin/$bin -> tools/$name-$(version_of "$name")/$name"
 }
 
 # gocmd runs go for our own builds only: static, niced, ignoring any go.work and the caller's GOFLAGS

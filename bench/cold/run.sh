@@ -322,10 +322,10 @@ containerd_up() {
 		[metrics]
 		  address = ""
 	EOF
-	"$TOOLS_BIN/containerd" --config "$d/config.toml" >"$d/containerd.log" 2>&1 &
+	"$TOOLS_BIN/containerd2" --config "$d/config.toml" >"$d/containerd.log" 2>&1 &
 	CONTAINERD_PID=$!
 	for ((i = 0; i < 100; i++)); do
-		"$TOOLS_BIN/ctr" -a "$d/c.sock" version >/dev/null 2>&1 && return 0
+		"$TOOLS_BIN/ctr2" -a "$d/c.sock" version >/dev/null 2>&1 && return 0
 		kill -0 "$CONTAINERD_PID" 2>/dev/null || { cat "$d/containerd.log" >&2; die "containerd exited"; }
 		sleep 0.1
 	done
@@ -338,10 +338,10 @@ run_containerd() {
 	containerd_up "$d"
 	drop_caches
 	start_clock
-	"$TOOLS_BIN/ctr" -a "$d/c.sock" image pull --plain-http "$REG/$REPO:$v" >"$WORK/ctr-pull.log" 2>&1 ||
+	"$TOOLS_BIN/ctr2" -a "$d/c.sock" image pull --plain-http "$REG/$REPO:$v" >"$WORK/ctr-pull.log" 2>&1 ||
 		{ cat "$WORK/ctr-pull.log" "$d/containerd.log" >&2; die "ctr image pull failed"; }
 	s=$(clock)
-	n=$("$TOOLS_BIN/ctr" -a "$d/c.sock" snapshots ls 2>>"$WORK/ctr-pull.log" | tail -n +2 | grep -c Committed || true)
+	n=$("$TOOLS_BIN/ctr2" -a "$d/c.sock" snapshots ls 2>>"$WORK/ctr-pull.log" | tail -n +2 | grep -c Committed || true)
 	[[ $n -eq ${#L_NAME[@]} ]] || die "containerd committed $n snapshots, want ${#L_NAME[@]}"
 	stop_pid "$CONTAINERD_PID"
 	CONTAINERD_PID=''
@@ -457,7 +457,7 @@ report() {
 	done <"$IMG/layers.tsv"
 	echo "bench-cold $(date -u +%Y-%m-%dT%H:%M:%SZ): scale $SCALE, $RUNS runs, median seconds, caches dropped before each run"
 	echo "host: $(nproc) cores, $(uname -r), $(findmnt -n -o FSTYPE -T "$CACHE") on $(findmnt -n -o SOURCE -T "$CACHE")," \
-		"layerset-csi $LS_REV, containerd $("$TOOLS_BIN/containerd" --version | awk '{print $3}')"
+		"layerset-csi $LS_REV, containerd $("$TOOLS_BIN/containerd2" --version | awk '{print $3}')"
 	echo "load average (1, 5, 15 min) at the start: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 	printf 'image: %d layers, %.0f MiB in %d files (site-packages layer: %d files); gzip %.0f MiB, zstd %.0f MiB\n' \
 		"${#L_NAME[@]}" "$(awk -v b="$total_bytes" 'BEGIN { print b / 1048576 }')" "$total_files" "${L_FILES[$SMALL]}" \
