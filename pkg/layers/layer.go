@@ -89,6 +89,9 @@ func (s *Store) knownLayer(diffID v1.Hash) bool {
 // stored, from memory for the layers used before (see knownLayer): then a
 // caller has nothing to Import.
 func (s *Store) HasLayers(diffIDs []v1.Hash) bool {
+	if s.chains.get(diffIDs) != nil {
+		return true // mounted in this epoch: every layer was there
+	}
 	for _, d := range diffIDs {
 		if !s.knownLayer(d) {
 			return false
@@ -106,6 +109,9 @@ func (s *Store) forgetRemovedLayers(diffIDs []v1.Hash) bool {
 			s.links.Delete(name)
 			removed = true
 		}
+	}
+	if removed {
+		s.chains.invalidate()
 	}
 	return removed
 }

@@ -97,6 +97,9 @@ type Store struct {
 	// links caches layer directory name -> short id. A layer keeps its id
 	// for as long as it exists; GC forgets the ids of layers it removes.
 	links sync.Map
+	// chains caches what mounts derive from a chain (see chainCache);
+	// every exclusive lock, which layers are removed under, forgets it.
+	chains chainCache
 
 	spareMu sync.Mutex
 	spares  []skeleton
@@ -123,7 +126,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store: mount mode %s: %w", opts.MountMode, err)
 	}
 	opts.MountMode = mode
-	s := &Store{opts: opts, dir: filepath.Join(opts.Root, storeDir)}
+	s := &Store{opts: opts, dir: filepath.Join(opts.Root, storeDir), chains: newChainCache()}
 	for _, d := range []string{s.dir, s.path(linkDir), s.path(stagingDir), s.path(trashDir), s.path(spareDir)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("create store directory: %w", err)
@@ -186,6 +189,7 @@ func (s *Store) lock(mode lockMode) (unlock func(), err error) {
 			s.mu.Unlock()
 			return nil, fmt.Errorf("lock store: %w", err)
 		}
+		s.chains.invalidate()
 		return func() {
 			_ = unix.Flock(fd, unix.LOCK_UN)
 			s.mu.Unlock()

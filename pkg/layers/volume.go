@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -152,22 +153,19 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 		}
 	}
 
-	chain, err := s.chainLinks(spec.Layers)
+	chain, err := s.chainOf(spec.Layers)
 	if err != nil {
 		return nil, err
 	}
-	vol.Layers = make([]string, len(spec.Layers))
-	for i, l := range spec.Layers {
-		vol.Layers[i] = l.Algorithm + ":" + l.Hex // l.String(), without its Sprintf
-	}
+	vol.Layers = slices.Clone(chain.names)
 	vol.ReadOnly, vol.Target, vol.Flags = spec.ReadOnly, target, spec.Flags
 	vol.InitFiles = make([]string, len(spec.Init))
 	for i, f := range spec.Init {
 		vol.InitFiles[i] = f.Path
 	}
-	var lowers []string
+	var initID string
 	if fresh {
-		lowers, err = s.createVolume(ctx, name, vol, chain, spec)
+		initID, err = s.createVolume(ctx, name, vol, chain, spec)
 		// Made whole, the volume exists even if its limit cannot be
 		// readied now: a retry readies it as for any existing volume.
 		if err == nil {
@@ -176,12 +174,12 @@ func (s *Store) Mount(ctx context.Context, spec VolumeSpec) (*Volume, error) {
 			}
 		}
 	} else {
-		lowers, err = s.refreshVolume(ctx, name, vol, chain, spec)
+		initID, err = s.refreshVolume(ctx, name, vol, chain, spec)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("compose volume %q: %w", spec.ID, err)
 	}
-	cfg, err := s.mountConfig(name, vol.Limit, s.mountLowers(name, spec.Layers, lowers), spec.ReadOnly)
+	cfg, err := s.mountConfig(name, vol.Limit, s.mountLowers(name, initID, chain), spec.ReadOnly)
 	if err != nil {
 		return nil, err
 	}
@@ -220,22 +218,21 @@ func (s *Store) mountConfig(name string, lim *quota.Limit, lowers []string, read
 	return cfg, nil
 }
 
-// mountLowers are the lowers handed to overlayfs for a volume whose lower
-// file lists lowers. fsconfig takes one path per call, with no page to
-// fit them in, so there the init layer and the chain are named by their
-// directories: the kernel then resolves no l/ link per layer, a tenth of
-// the time of mounting a long chain. mount(2), whose data must fit in a
-// page, gets the short links the lower file lists.
-func (s *Store) mountLowers(name string, layers []v1.Hash, lowers []string) []string {
+// mountLowers are the lowers handed to overlayfs, uppermost first, for
+// volume name over chain, its init layer's short id initID. fsconfig takes
+// one path per call, with no page to fit them in, so there the init layer
+// and the chain are named by their directories: the kernel then resolves
+// no l/ link per layer, a tenth of the time of mounting a long chain.
+// mount(2), whose data must fit in a page, gets the short links the lower
+// file lists.
+func (s *Store) mountLowers(name, initID string, chain *chainEntry) []string {
+	out := make([]string, 0, len(chain.links)+1)
 	if s.opts.MountMode != overlay.ModeFSConfig {
-		return lowers
+		out = append(out, linkDir+"/"+initID)
+		return append(out, chain.links...)
 	}
-	out := make([]string, 0, len(layers)+1)
 	out = append(out, name+initSuffix+"/"+diffName)
-	for i := len(layers) - 1; i >= 0; i-- { // uppermost first
-		out = append(out, layers[i].Hex+"/"+diffName) // layerDirName checked it in chainLinks
-	}
-	return out
+	return append(out, chain.dirs...)
 }
 
 // chainLinks maps a bottom-first chain to l/ paths, uppermost first, as the
@@ -262,12 +259,12 @@ func (s *Store) chainLinks(layers []v1.Hash) ([]string, error) {
 // createVolume fills a skeleton (see spare.go) with <vol>-init and <vol>,
 // their metadata synced together when durable, and renames them into
 // place, the init layer first: a crash leaves no volume, or one whole. It
-// returns the lowers, uppermost first.
-func (s *Store) createVolume(ctx context.Context, name string, vol *Volume, chain []string, spec VolumeSpec) (lowers []string, err error) {
+// returns the short id of the init layer.
+func (s *Store) createVolume(ctx context.Context, name string, vol *Volume, chain *chainEntry, spec VolumeSpec) (initID string, err error) {
 	init, durable := spec.Init, !spec.Ephemeral
 	sk, err := s.skeleton(name)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	defer func() {
 		if err != nil {
@@ -275,11 +272,11 @@ func (s *Store) createVolume(ctx context.Context, name string, vol *Volume, chai
 		}
 	}()
 	if err := writeInitFiles(filepath.Join(sk.init, diffName), init, sk.initFiles); err != nil {
-		return nil, err
+		return "", err
 	}
 	if spec.Size > 0 && !spec.ReadOnly {
 		if vol.Limit, err = s.limits.Create(ctx, sk.vol, spec.Size); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrLimit, err)
+			return "", fmt.Errorf("%w: %w", ErrLimit, err)
 		}
 		defer func() {
 			if err != nil {
@@ -287,27 +284,26 @@ func (s *Store) createVolume(ctx context.Context, name string, vol *Volume, chai
 			}
 		}()
 	}
-	initID, err := s.reserveLinkPreferring(name+initSuffix, sk.initLink)
+	initID, err = s.reserveLinkPreferring(name+initSuffix, sk.initLink)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	volID, err := s.reserveLinkPreferring(name, sk.volLink)
 	if err != nil {
-		return nil, errors.Join(err, s.unreserveLink(initID))
+		return "", errors.Join(err, s.unreserveLink(initID))
 	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, s.unreserveLink(initID), s.unreserveLink(volID))
 		}
 	}()
-	lowers = append([]string{filepath.Join(linkDir, initID)}, chain...)
 	record, err := json.Marshal(vol)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	files := map[string][]byte{
-		filepath.Join(sk.init, lowerName): []byte(strings.Join(chain, ":")),
-		filepath.Join(sk.vol, lowerName):  []byte(strings.Join(lowers, ":")),
+		filepath.Join(sk.init, lowerName): []byte(chain.joined),
+		filepath.Join(sk.vol, lowerName):  []byte(chain.lowerOf(initID)),
 		filepath.Join(sk.vol, recordName): record,
 	}
 	if initID != sk.initLink {
@@ -317,15 +313,15 @@ func (s *Store) createVolume(ctx context.Context, name string, vol *Volume, chai
 		files[filepath.Join(sk.vol, linkName)] = []byte(volID)
 	}
 	if err = writeStagedFiles(files, 0o644, durable); err != nil {
-		return nil, err
+		return "", err
 	}
 	if err = renameNoReplace(sk.init, s.path(name+initSuffix)); err != nil {
-		return nil, err
+		return "", err
 	}
 	if err = renameNoReplace(sk.vol, s.path(name)); err != nil {
-		return nil, errors.Join(err, s.removeAll(context.Background(), s.path(name+initSuffix)))
+		return "", errors.Join(err, s.removeAll(context.Background(), s.path(name+initSuffix)))
 	}
-	return lowers, nil
+	return initID, nil
 }
 
 // renameNoReplace moves a directory to a name nothing has: with
@@ -345,41 +341,41 @@ func renameNoReplace(from, to string) error {
 
 // refreshVolume prepares an existing volume for another mount: new init
 // files, and the chain of this mount, which may differ from the last one.
-func (s *Store) refreshVolume(ctx context.Context, name string, vol *Volume, chain []string, spec VolumeSpec) ([]string, error) {
+// It returns the short id of the init layer.
+func (s *Store) refreshVolume(ctx context.Context, name string, vol *Volume, chain *chainEntry, spec VolumeSpec) (string, error) {
 	init, durable := spec.Init, !spec.Ephemeral
 	if err := s.writeInitLayer(name+initSuffix, init); err != nil {
-		return nil, err
+		return "", err
 	}
 	if err := s.limits.Activate(ctx, vol.Dir, vol.Limit); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrLimit, err)
+		return "", fmt.Errorf("%w: %w", ErrLimit, err)
 	}
 	if err := s.sizeVolume(ctx, vol, spec.Size); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrLimit, err)
+		return "", fmt.Errorf("%w: %w", ErrLimit, err)
 	}
 	initID, err := readLink(s.path(name + initSuffix))
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	// A volume first composed read-only may lack its work dir.
 	if err := os.MkdirAll(s.path(quota.Dir(name, vol.Limit), workName), 0o700); err != nil {
-		return nil, err
+		return "", err
 	}
-	lowers := append([]string{filepath.Join(linkDir, initID)}, chain...)
 	record, err := json.Marshal(vol)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	changed := map[string][]byte{}
 	for path, data := range map[string][]byte{
-		s.path(name+initSuffix, lowerName): []byte(strings.Join(chain, ":")),
-		s.path(name, lowerName):            []byte(strings.Join(lowers, ":")),
+		s.path(name+initSuffix, lowerName): []byte(chain.joined),
+		s.path(name, lowerName):            []byte(chain.lowerOf(initID)),
 		s.path(name, recordName):           record,
 	} {
 		if old, err := os.ReadFile(path); err != nil || !bytes.Equal(old, data) {
 			changed[path] = data
 		}
 	}
-	return lowers, atomicfile.WriteFiles(changed, 0o644, atomicfile.Durability(durable))
+	return initID, atomicfile.WriteFiles(changed, 0o644, atomicfile.Durability(durable))
 }
 
 // stageDir makes a directory in staging with the given subdirectories.

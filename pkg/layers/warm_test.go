@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -94,3 +95,40 @@ func TestInitFilesInPlace(t *testing.T) {
 }
 
 func inodeOf(fi os.FileInfo) uint64 { return fi.Sys().(*syscall.Stat_t).Ino }
+
+// A chain mounted before is mounted from what its first mount derived
+// (chainCache), until layers may have gone: after a collection in this
+// process and a new import, which gives the layers new short links, a
+// volume's lower files name the new links, not the remembered ones, so
+// that collection keeps counting the layers it uses.
+func TestChainCacheForgetsCollectedLayers(t *testing.T) {
+	needRoot(t)
+	s := openStore(t, overlay.ModeAuto)
+	img := pull(t, s, exampleImage(t))
+	ctx := context.Background()
+	for _, id := range []string{"a", "b"} { // the second from the cache
+		vol := mountVolume(t, s, VolumeSpec{ID: id, Layers: chainOf(img), Target: filepath.Join(t.TempDir(), id)})
+		assertLayout(t, s, vol, img)
+		mustDo(t, s.Unmount(ctx, id, RemoveUpper))
+	}
+	if s.chains.get(chainOf(img)) == nil {
+		t.Fatal("a chain mounted twice is not remembered")
+	}
+	if res, err := s.GC(ctx, 0, nil); err != nil || len(res.Removed) != len(img.Layers) {
+		t.Fatalf("GC removed %d layers, %v; want all %d", len(res.Removed), err, len(img.Layers))
+	}
+	if s.chains.get(chainOf(img)) != nil || s.HasLayers(chainOf(img)) {
+		t.Fatal("after the layers were collected the chain is still remembered as present")
+	}
+	mustDo(t, s.Import(ctx, img.Layers))
+	vol := mountVolume(t, s, VolumeSpec{ID: "c", Layers: chainOf(img), Target: filepath.Join(t.TempDir(), "c")})
+	assertLayout(t, s, vol, img) // the links the layers have now
+	users, err := s.layerUsers()
+	mustDo(t, err)
+	for _, l := range img.Layers {
+		id := strings.TrimSpace(readFile(t, filepath.Join(s.path(l.DiffID.Hex), linkName)))
+		if users[id] != 1 {
+			t.Errorf("layer %s (l/%s) has %d users, want the volume", l.DiffID, id, users[id])
+		}
+	}
+}
