@@ -35,7 +35,9 @@ func pluginProcess() (int, error) {
 			continue
 		}
 		args := bytes.Split(cmdline, []byte{0})
-		if len(args) > 1 && filepath.Base(string(args[0])) == "layerset-csi" && string(args[1]) == "node" {
+		// The entrypoint's own path, not any layerset-csi: a benchmark or a
+		// test on the same machine may run a node plugin of its own.
+		if len(args) > 1 && string(args[0]) == "/layerset-csi" && string(args[1]) == "node" {
 			found = append(found, pid)
 		}
 	}
