@@ -120,7 +120,7 @@ func (s *Store) chainOf(layers []v1.Hash) (*chainEntry, error) {
 	}
 	for i, l := range layers {
 		e.dirs[len(layers)-1-i] = l.Hex + "/" + diffName // chainLinks checked it
-		e.names[i] = l.Algorithm + ":" + l.Hex         // l.String(), without its Sprintf
+		e.names[i] = l.Algorithm + ":" + l.Hex           // l.String(), without its Sprintf
 	}
 	s.chains.put(e)
 	return e, nil
