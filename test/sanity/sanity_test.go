@@ -31,7 +31,15 @@ func toolsDir(t *testing.T) string {
 	return strings.TrimSpace(string(out))
 }
 
-func TestCSISanity(t *testing.T) {
+// setup is what every csi-sanity run starts from: the csi-sanity binary,
+// our binary built, and a folder with one LayerSet of an image in an
+// in-process registry. It skips without root, and without csi-sanity
+// outside CI.
+type setup struct {
+	sanityBin, bin, layersets, registry string
+}
+
+func newSetup(t *testing.T) setup {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the node service mounts overlayfs")
 	}
@@ -47,20 +55,25 @@ func TestCSISanity(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/layerset-csi").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-
 	reg := testimage.NewRegistry(t)
 	ref := reg.Push(t, "sanity/tree:v1", image(t))
 	layersets := filepath.Join(work, "layersets")
 	must(t, os.Mkdir(layersets, 0o755))
-	must(t, os.WriteFile(filepath.Join(layersets, "sanity.yaml"), []byte(fmt.Sprintf(`apiVersion: layerset.io/v1alpha1
+	must(t, os.WriteFile(filepath.Join(layersets, "sanity.yaml"), fmt.Appendf(nil, `apiVersion: layerset.io/v1alpha1
 kind: LayerSet
 metadata: {name: sanity}
 spec:
   layers: [{image: %q}]
   init: {files: [{path: etc/volume, template: "{{.VolumeID}}"}]}
-`, ref)), 0o644))
+`, ref), 0o644))
+	return setup{sanityBin: sanityBin, bin: bin, layersets: layersets, registry: reg.Host}
+}
 
-	common := []string{"--layersets", layersets, "--insecure-registry", reg.Host, "-v=2"}
+func TestCSISanity(t *testing.T) {
+	su := newSetup(t)
+	sanityBin, bin, layersets := su.sanityBin, su.bin, su.layersets
+
+	common := []string{"--layersets", layersets, "--insecure-registry", su.registry, "-v=2"}
 	t.Run("separate node and controller", func(t *testing.T) {
 		dir := t.TempDir()
 		nodeSock, ctrlSock := filepath.Join(dir, "node.sock"), filepath.Join(dir, "ctrl.sock")

@@ -3,7 +3,6 @@ package sanity
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/layerset/layerset-csi/internal/testimage"
 )
 
 // TestCSISanitySnapshots runs csi-sanity's snapshot specs against the node
@@ -43,39 +40,15 @@ import (
 // against 0, the segments equal). pkg/csi/snapshot's tests check the
 // topology (TestCreateSnapshot, TestCreateSnapshotRefusals).
 func TestCSISanitySnapshots(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the node service mounts overlayfs")
-	}
-	sanityBin := filepath.Join(toolsDir(t), "csi-sanity")
-	if _, err := os.Stat(sanityBin); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("csi-sanity missing in CI (run hack/tools.sh csi-sanity): %v", err)
-		}
-		t.Skipf("csi-sanity not built: run `bash hack/tools.sh csi-sanity` (%v)", err)
-	}
-	work := t.TempDir()
-	bin := filepath.Join(work, "layerset-csi")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/layerset-csi").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	reg := testimage.NewRegistry(t)
-	ref := reg.Push(t, "sanity/tree:v1", image(t))
-	layersets := filepath.Join(work, "layersets")
-	must(t, os.Mkdir(layersets, 0o755))
-	must(t, os.WriteFile(filepath.Join(layersets, "sanity.yaml"), fmt.Appendf(nil, `apiVersion: layerset.io/v1alpha1
-kind: LayerSet
-metadata: {name: sanity}
-spec:
-  layers: [{image: %q}]
-  init: {files: [{path: etc/volume, template: "{{.VolumeID}}"}]}
-`, ref), 0o644))
+	su := newSetup(t)
+	sanityBin, bin, layersets := su.sanityBin, su.bin, su.layersets
 
 	dir := t.TempDir()
 	t.Cleanup(func() { unmountUnder(t, dir) })
 	sock := filepath.Join(dir, "csi.sock")
 	root := filepath.Join(dir, "root")
 	start(t, bin, "node", "--controller", "--snapshots", "--endpoint", "unix://"+sock, "--node-id", "sanity-node",
-		"--root", root, "--layersets", layersets, "--insecure-registry", reg.Host, "-v=2")
+		"--root", root, "--layersets", layersets, "--insecure-registry", su.registry, "-v=2")
 	waitSocket(t, sock)
 
 	params := filepath.Join(dir, "params.yaml")
