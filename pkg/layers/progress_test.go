@@ -54,7 +54,7 @@ func (s *stallBlob) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(&stallingWriter{ResponseWriter: w, left: s.first, stall: func() error {
+		next.ServeHTTP(&testimage.PauseWriter{ResponseWriter: w, Left: s.first, Pause: func() error {
 			_ = http.NewResponseController(w).Flush()
 			s.once.Do(func() { close(s.reached) })
 			select {
@@ -65,33 +65,6 @@ func (s *stallBlob) Middleware(next http.Handler) http.Handler {
 			}
 		}}, r)
 	})
-}
-
-// stallingWriter passes left bytes on, then calls stall once before the
-// rest.
-type stallingWriter struct {
-	http.ResponseWriter
-	left  int // < 0: stalled already
-	stall func() error
-}
-
-func (w *stallingWriter) Write(p []byte) (int, error) {
-	if w.left < 0 || len(p) <= w.left {
-		if w.left >= 0 {
-			w.left -= len(p)
-		}
-		return w.ResponseWriter.Write(p)
-	}
-	n, err := w.ResponseWriter.Write(p[:w.left])
-	w.left = -1
-	if err != nil {
-		return n, err
-	}
-	if err := w.stall(); err != nil {
-		return n, err
-	}
-	m, err := w.ResponseWriter.Write(p[n:])
-	return n + m, err
 }
 
 // logLines collects what a logger writes, for a test to read.

@@ -365,7 +365,7 @@ func (h *holdBlob) middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(&holdingWriter{ResponseWriter: w, left: first, hold: func() error {
+		next.ServeHTTP(&testimage.PauseWriter{ResponseWriter: w, Left: first, Pause: func() error {
 			_ = http.NewResponseController(w).Flush()
 			select {
 			case <-h.free:
@@ -375,33 +375,6 @@ func (h *holdBlob) middleware(next http.Handler) http.Handler {
 			}
 		}}, r)
 	})
-}
-
-// holdingWriter passes left bytes on, then calls hold once before the
-// rest.
-type holdingWriter struct {
-	http.ResponseWriter
-	left int // < 0: held already
-	hold func() error
-}
-
-func (w *holdingWriter) Write(p []byte) (int, error) {
-	if w.left < 0 || len(p) <= w.left {
-		if w.left >= 0 {
-			w.left -= len(p)
-		}
-		return w.ResponseWriter.Write(p)
-	}
-	n, err := w.ResponseWriter.Write(p[:w.left])
-	w.left = -1
-	if err != nil {
-		return n, err
-	}
-	if err := w.hold(); err != nil {
-		return n, err
-	}
-	m, err := w.ResponseWriter.Write(p[n:])
-	return n + m, err
 }
 
 // randomBytes is n bytes no compressor shrinks, the same at every run.
